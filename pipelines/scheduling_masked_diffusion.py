@@ -1,0 +1,471 @@
+"""Ancestral sampler for masked (absorbing-state) discrete diffusion: MDLM, MaskGIT/LLaDA, ReMDM.
+
+The forward process masks each token independently: at time `t` in `[0, 1]` a token is clean with
+probability `alpha(t)` and equals `mask_token_id` otherwise (`alpha(0) = 1`, `alpha(1) = 0`). The
+reverse step from `t` to `s < t` proposes clean tokens `x0` from the denoiser's logits and decides
+which still-masked positions to commit:
+
+- `order="random"`: MDLM's exact posterior, each masked position is committed with probability
+  `(alpha_s - alpha_t) / (1 - alpha_t)`;
+- `order="confidence"`: MaskGIT / LLaDA low-confidence remasking, the most confident proposals are
+  committed, as many as the schedule says should be clean after the step;
+- `remask != "none"`: ReMDM, committed tokens are sent back to the mask with probability `sigma_t`
+  and the unmasking probability is adjusted so that the marginals of the schedule are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # also tells diffusers' loader how to load us
+from diffusers.utils import BaseOutput
+
+__all__ = ["MaskedDiffusionScheduler", "MaskedDiffusionSchedulerOutput"]
+
+_SCHEDULES = ("linear", "cosine")
+_ORDERS = ("random", "confidence")
+_REMASK_NAMES = ("none", "cap", "rescale")
+_DECODES = ("sample", "argmax")
+
+
+@dataclass
+class MaskedDiffusionSchedulerOutput(BaseOutput):
+    """
+    Output of [`MaskedDiffusionScheduler.step`].
+
+    Args:
+        prev_sample (`torch.LongTensor` of shape `(B, L)`):
+            The sequence at the next (less noisy) time: committed tokens, `mask_token_id` elsewhere.
+        pred_original_sample (`torch.LongTensor` of shape `(B, L)`):
+            The clean-sequence proposal `x0`: a draw (or argmax) at every position that was masked
+            before the step, the current token everywhere else (carry-over).
+        unmasked (`torch.BoolTensor` of shape `(B, L)`):
+            Positions committed by this step (masked before, a token of `pred_original_sample` after).
+        remasked (`torch.BoolTensor` of shape `(B, L)`):
+            Positions sent back to the mask by this step (only with `remask != "none"`).
+    """
+
+    prev_sample: torch.LongTensor
+    pred_original_sample: torch.LongTensor
+    unmasked: torch.BoolTensor
+    remasked: torch.BoolTensor
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
+    r"""
+    Reverse-process scheduler for masked discrete diffusion, following diffusers' scheduler contract.
+
+    Time runs from `t = 1` (everything masked) to `t = 0` (clean). `set_timesteps(N)` builds the
+    descending grid `t = 1, (N-1)/N, ..., 1/N`; step `i` moves from `t_i` to `s = t_i - 1/N` and the
+    last step (`s = 0`) commits every position that is still masked. Positions marked in
+    `fixed_mask` (prompt, clues, padding) are never changed.
+
+    Args:
+        num_train_timesteps (`int`, defaults to 1000):
+            Resolution of integer training times: [`~MaskedDiffusionScheduler.add_noise`] reads an
+            integer `timesteps` tensor as `t = timesteps / num_train_timesteps`.
+        mask_token_id (`int`, *optional*):
+            Id of the mask token. Required at [`~MaskedDiffusionScheduler.step`] time, here or as its
+            `mask_token_id` argument.
+        schedule (`"linear"` or `"cosine"`, defaults to `"linear"`):
+            Probability that a token is clean at time `t`: `alpha(t) = 1 - t` (linear, MDLM) or
+            `alpha(t) = cos(pi/2 * t)` (cosine, MaskGIT).
+        order (`"random"` or `"confidence"`, defaults to `"random"`):
+            Which masked positions are committed. `"random"`: each with probability
+            `(alpha_s - alpha_t) / (1 - alpha_t)` (MDLM). `"confidence"`: the `k` proposals with the
+            highest probability under `softmax(model_output)`, where `k` leaves
+            `round((1 - alpha_s) * n)` positions masked and `n` is the number of non-fixed positions
+            of the row (MaskGIT / LLaDA low-confidence remasking); at least one per step while masks
+            remain.
+        remask (`"none"`, `"cap"`, `"rescale"` or `float`, defaults to `"none"`):
+            ReMDM remasking probability `sigma_t` of committed, non-fixed tokens, with
+            `sigma_max = min(1, (1 - alpha_s) / alpha_t)`: `"cap"` uses `min(remask_eta, sigma_max)`,
+            `"rescale"` uses `remask_eta * sigma_max`, a float `eta` in `[0, 1]` uses
+            `eta * (1 - alpha_s)` (the constant-sigma bridge of the ReDGE MaskGIT experiment; `1.0`
+            re-draws every position). Never applied at the last step.
+        remask_eta (`float`, defaults to 0.05):
+            The `eta` of the `"cap"` and `"rescale"` schedules, in `[0, 1]`. Small by default so that
+            switching remasking on perturbs a run only lightly; ReMDM tunes it per task.
+        temperature (`float`, defaults to 1.0):
+            `x0` is drawn from `softmax(model_output / temperature)`; `0` means argmax. 1.0 samples the
+            model's own distribution.
+        decode (`"sample"` or `"argmax"`, defaults to `"sample"`):
+            How `x0` is read from the logits at masked positions.
+
+    Attributes:
+        timesteps (`torch.Tensor` of shape `(N,)`): descending times `t` in `(0, 1]`, float32.
+        alphas (`torch.Tensor` of shape `(N + 1,)`): `alphas[i] = alpha(timesteps[i])` and
+            `alphas[N] = alpha(0) = 1`, float32.
+    """
+
+    # diffusers' solver order (one model call per step); the unmasking order is `config.order`.
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        mask_token_id: int | None = None,
+        schedule: Literal["linear", "cosine"] = "linear",
+        order: Literal["random", "confidence"] = "random",
+        remask: Literal["none", "cap", "rescale"] | float = "none",
+        remask_eta: float = 0.05,
+        temperature: float = 1.0,
+        decode: Literal["sample", "argmax"] = "sample",
+    ):
+        if not _is_int(num_train_timesteps) or num_train_timesteps < 1:
+            raise ValueError(
+                f"`num_train_timesteps` must be an integer >= 1, got {num_train_timesteps!r}. "
+                "Use e.g. `num_train_timesteps=1000`."
+            )
+        if mask_token_id is not None and (not _is_int(mask_token_id) or mask_token_id < 0):
+            raise ValueError(
+                f"`mask_token_id` must be a non-negative integer or None, got {mask_token_id!r}. "
+                "Pass the tokenizer's `mask_token_id`."
+            )
+        if schedule not in _SCHEDULES:
+            raise ValueError(f"`schedule` must be one of {_SCHEDULES}, got {schedule!r}.")
+        if order not in _ORDERS:
+            raise ValueError(f"`order` must be one of {_ORDERS}, got {order!r}.")
+        if isinstance(remask, str):
+            if remask not in _REMASK_NAMES:
+                raise ValueError(
+                    f"`remask` must be one of {_REMASK_NAMES} or a float in [0, 1], got {remask!r}."
+                )
+        elif not _is_real(remask) or not 0.0 <= remask <= 1.0:
+            raise ValueError(
+                f"`remask` must be one of {_REMASK_NAMES} or a float in [0, 1], got {remask!r}. "
+                "Use `remask=1.0` for the constant-sigma bridge or `remask='none'` to switch it off."
+            )
+        if not _is_real(remask_eta) or not 0.0 <= remask_eta <= 1.0:
+            raise ValueError(f"`remask_eta` must be a float in [0, 1], got {remask_eta!r}.")
+        if not _is_real(temperature) or not temperature >= 0.0 or math.isinf(temperature):
+            raise ValueError(
+                f"`temperature` must be a finite float >= 0, got {temperature!r}. "
+                "Use `temperature=0` for argmax decoding."
+            )
+        if decode not in _DECODES:
+            raise ValueError(f"`decode` must be one of {_DECODES}, got {decode!r}.")
+
+        self.num_inference_steps: int | None = None
+        self.timesteps: torch.Tensor | None = None
+        self.alphas: torch.Tensor | None = None
+        self._alphas_list: list[float] = []  # float64 values of `alphas`, read by `step`
+
+    # ------------------------------------------------------------------ schedule
+
+    def alpha(self, t: torch.Tensor | float) -> torch.Tensor:
+        """
+        Probability that a token is clean at time `t`.
+
+        Args:
+            t (`torch.Tensor` of any shape, or `float`): times in `[0, 1]`.
+
+        Returns:
+            `torch.Tensor` of the shape of `t`: float64 for a float input, else the input's float dtype.
+        """
+        t = torch.as_tensor(t, dtype=torch.float64) if not torch.is_tensor(t) else t
+        t = t.to(torch.float64) if not t.is_floating_point() else t
+        if self.config.schedule == "linear":
+            return 1.0 - t
+        return torch.cos(0.5 * math.pi * t)
+
+    def elbo_weight(self, t: torch.Tensor | float) -> torch.Tensor:
+        """
+        Weight `-alpha'(t) / (1 - alpha(t))` of the masked-token cross-entropy in the MDLM training
+        loss (continuous-time ELBO): `1/t` for the linear schedule.
+
+        Args:
+            t (`torch.Tensor` of any shape, or `float`): times in `(0, 1]`.
+
+        Returns:
+            `torch.Tensor` of the shape of `t`.
+        """
+        t = torch.as_tensor(t, dtype=torch.float64) if not torch.is_tensor(t) else t
+        t = t.to(torch.float64) if not t.is_floating_point() else t
+        if self.config.schedule == "linear":
+            return 1.0 / t
+        half_pi = 0.5 * math.pi
+        return half_pi * torch.sin(half_pi * t) / (1.0 - torch.cos(half_pi * t))
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+        """
+        Build the descending time grid `t = 1, (N-1)/N, ..., 1/N` and its `alphas`.
+
+        Args:
+            num_inference_steps (`int`): number of denoising steps `N` (one model call each).
+            device (`str` or `torch.device`, *optional*): where `timesteps` and `alphas` live.
+        """
+        if not _is_int(num_inference_steps) or num_inference_steps < 1:
+            raise ValueError(
+                f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}. "
+                "Use e.g. `num_inference_steps=32`."
+            )
+        n = num_inference_steps
+        grid = torch.arange(n, -1, -1, dtype=torch.float64) / n  # (N + 1,): 1, ..., 1/N, 0
+        alphas = self.alpha(grid).clamp(0.0, 1.0)
+        alphas[0], alphas[-1] = 0.0, 1.0  # exact ends (cos(pi/2) is 6e-17, not 0)
+        self.num_inference_steps = n
+        self.timesteps = grid[:-1].to(device=device, dtype=torch.float32)
+        self.alphas = alphas.to(device=device, dtype=torch.float32)
+        self._alphas_list = alphas.tolist()
+
+    def index_for_timestep(self, timestep: float | torch.Tensor) -> int:
+        """Position of `timestep` in `self.timesteps` (ValueError if it is not on the grid)."""
+        if self.timesteps is None:
+            raise ValueError(
+                "`set_timesteps` has not been called. Call `scheduler.set_timesteps(num_inference_steps)` "
+                "before `step`."
+            )
+        if torch.is_tensor(timestep):
+            if timestep.numel() != 1:
+                raise ValueError(
+                    f"`timestep` must be a scalar, got a tensor of shape {tuple(timestep.shape)}. "
+                    "Pass one element of `scheduler.timesteps`."
+                )
+            timestep = timestep.item()
+        n = self.num_inference_steps
+        index = round((1.0 - float(timestep)) * n)
+        if not 0 <= index < n or abs(float(timestep) - (n - index) / n) > 0.25 / n:
+            raise ValueError(
+                f"`timestep` must be one of `scheduler.timesteps` (t = k/{n}, k = {n}..1), got "
+                f"{timestep!r}. Iterate over `scheduler.timesteps` after `set_timesteps`."
+            )
+        return index
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None):
+        """Identity (kept for the diffusers scheduler interface)."""
+        return sample
+
+    # ------------------------------------------------------------------ helpers
+
+    def _mask_id(self, mask_token_id: int | None) -> int:
+        mask_id = self.config.mask_token_id if mask_token_id is None else mask_token_id
+        if mask_id is None:
+            raise ValueError(
+                "`mask_token_id` is None in the scheduler config and was not passed to `step`. "
+                "Build the scheduler with `MaskedDiffusionScheduler(mask_token_id=tokenizer.mask_token_id)`."
+            )
+        if not _is_int(mask_id) or mask_id < 0:
+            raise ValueError(f"`mask_token_id` must be a non-negative integer, got {mask_id!r}.")
+        return mask_id
+
+    def _sigma(self, alpha_t: float, alpha_s: float) -> float:
+        """ReMDM remasking probability of a committed token for the step t -> s."""
+        remask = self.config.remask
+        if remask == "none":
+            return 0.0
+        if not isinstance(remask, str):
+            return float(remask) * (1.0 - alpha_s)
+        sigma_max = 1.0 if alpha_t <= 0.0 else min(1.0, (1.0 - alpha_s) / alpha_t)
+        eta = float(self.config.remask_eta)
+        return min(eta, sigma_max) if remask == "cap" else eta * sigma_max
+
+    # ------------------------------------------------------------------ step
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
+        sample: torch.LongTensor,
+        *,
+        mask_token_id: int | None = None,
+        fixed_mask: torch.BoolTensor | None = None,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> MaskedDiffusionSchedulerOutput | tuple:
+        """
+        One reverse step from `timestep` to the next time of the grid.
+
+        Args:
+            model_output (`torch.Tensor` of shape `(B, L, V)`):
+                Logits of the clean tokens (the denoiser's output, possibly guided). The mask token's
+                logit is set to `finfo.min` here, so it is never proposed.
+            timestep (`float` or `torch.Tensor`):
+                The current time, an element of `self.timesteps`.
+            sample (`torch.LongTensor` of shape `(B, L)`):
+                The current sequence, `mask_token_id` at masked positions.
+            mask_token_id (`int`, *optional*):
+                Overrides `config.mask_token_id`.
+            fixed_mask (`torch.BoolTensor` of shape `(B, L)`, *optional*):
+                Positions that never change (prompt, clues, padding). Default: none, so every
+                non-mask token counts as committed (and may be remasked when remasking is on).
+            generator (`torch.Generator`, *optional*):
+                Source of all randomness of the step.
+            return_dict (`bool`, defaults to `True`):
+                Return a [`MaskedDiffusionSchedulerOutput`] instead of a tuple.
+
+        Returns:
+            [`MaskedDiffusionSchedulerOutput`] or `tuple` `(prev_sample, pred_original_sample,
+            unmasked, remasked)`.
+        """
+        mask_id = self._mask_id(mask_token_id)
+        if not torch.is_tensor(model_output) or model_output.ndim != 3 or not model_output.is_floating_point():
+            got = tuple(model_output.shape) if torch.is_tensor(model_output) else type(model_output).__name__
+            raise ValueError(
+                f"`model_output` must be a float tensor of logits of shape (B, L, V), got {got}. "
+                "Pass the model's `.logits`."
+            )
+        if not torch.is_tensor(sample) or sample.ndim != 2 or sample.dtype != torch.long:
+            got = (tuple(sample.shape), sample.dtype) if torch.is_tensor(sample) else type(sample).__name__
+            raise ValueError(
+                f"`sample` must be a LongTensor of shape (B, L), got {got}. Pass token ids."
+            )
+        B, L, V = model_output.shape  # batch, length, vocab
+        if sample.shape != (B, L):
+            raise ValueError(
+                f"`sample` has shape {tuple(sample.shape)} but `model_output` has shape {(B, L, V)}; "
+                "they must agree on (B, L)."
+            )
+        if mask_id >= V:
+            raise ValueError(
+                f"`mask_token_id` is {mask_id} but `model_output` has only {V} vocabulary entries. "
+                "Use the mask id of the model's tokenizer."
+            )
+        if V < 2:
+            raise ValueError(f"`model_output` needs at least 2 vocabulary entries, got V={V}.")
+        if fixed_mask is None:
+            fixed_mask = torch.zeros_like(sample, dtype=torch.bool)
+        elif not torch.is_tensor(fixed_mask) or fixed_mask.shape != sample.shape or fixed_mask.dtype != torch.bool:
+            got = (tuple(fixed_mask.shape), fixed_mask.dtype) if torch.is_tensor(fixed_mask) else fixed_mask
+            raise ValueError(
+                f"`fixed_mask` must be a bool tensor of shape {tuple(sample.shape)}, got {got}. "
+                "Pass e.g. `attention_mask == 0` or `sample != mask_token_id` at the first step."
+            )
+
+        index = self.index_for_timestep(timestep)
+        last = index == self.num_inference_steps - 1
+        alpha_t, alpha_s = self._alphas_list[index], self._alphas_list[index + 1]
+        device = sample.device
+
+        masked = (sample == mask_id) & ~fixed_mask  # (B, L) positions to fill
+        committed = ~masked & ~fixed_mask  # (B, L) decoded tokens that remasking may revise
+
+        logits = model_output.float() if model_output.dtype in (torch.float16, torch.bfloat16) else model_output
+        logits = logits.clone()
+        logits[..., mask_id] = torch.finfo(logits.dtype).min
+
+        # x0 proposal at masked positions; carry-over elsewhere.
+        rows = logits[masked]  # (M, V)
+        temperature = float(self.config.temperature)
+        pred = sample.clone()
+        if rows.shape[0] > 0:
+            if self.config.decode == "argmax" or temperature == 0.0:
+                proposal = rows.argmax(dim=-1)
+            else:
+                probs = torch.softmax(rows.double() / temperature, dim=-1)  # float64 draw (rare tokens)
+                proposal = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            pred[masked] = proposal
+
+        sigma = 0.0 if last else self._sigma(alpha_t, alpha_s)
+        remasked = torch.zeros_like(masked)
+
+        if self.config.order == "random":
+            if last:
+                unmasked = masked
+            else:
+                # ReMDM posterior (MDLM when sigma = 0): a masked token is committed with
+                # probability (alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t).
+                p_unmask = (alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t)
+                p_unmask = min(max(p_unmask, 0.0), 1.0)
+                u = torch.rand(sample.shape, generator=generator, device=device, dtype=torch.float64)
+                unmasked = masked & (u < p_unmask)
+            if sigma > 0.0:
+                u = torch.rand(sample.shape, generator=generator, device=device, dtype=torch.float64)
+                remasked = committed & (u < sigma)
+        else:
+            if sigma > 0.0:
+                u = torch.rand(sample.shape, generator=generator, device=device, dtype=torch.float64)
+                remasked = committed & (u < sigma)
+            n_masked = masked.sum(dim=-1)  # (B,)
+            if last:
+                k = n_masked
+            else:
+                n_free = (~fixed_mask).sum(dim=-1).double()  # (B,) positions generated in this row
+                target = torch.round((1.0 - alpha_s) * n_free).long()  # masks left after the step
+                k = n_masked + remasked.sum(dim=-1) - target
+                k = torch.minimum(torch.maximum(k, n_masked.clamp(max=1)), n_masked)
+            confidence = torch.full(sample.shape, -1.0, device=device)  # (B, L), -1 below any prob
+            if rows.shape[0] > 0:
+                row_probs = torch.softmax(rows.float(), dim=-1)  # (M, V) untempered model probabilities
+                confidence[masked] = row_probs.gather(-1, pred[masked].unsqueeze(-1)).squeeze(-1)
+            ranks = confidence.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+            unmasked = masked & (ranks < k.unsqueeze(-1))
+
+        prev_sample = torch.where(unmasked, pred, sample)
+        prev_sample = prev_sample.masked_fill(remasked, mask_id)
+
+        if not return_dict:
+            return prev_sample, pred, unmasked, remasked
+        return MaskedDiffusionSchedulerOutput(
+            prev_sample=prev_sample, pred_original_sample=pred, unmasked=unmasked, remasked=remasked
+        )
+
+    # ------------------------------------------------------------------ training
+
+    def add_noise(
+        self,
+        original_samples: torch.LongTensor,
+        timesteps: float | torch.Tensor,
+        *,
+        mask_token_id: int | None = None,
+        fixed_mask: torch.BoolTensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.LongTensor:
+        """
+        Forward process: replace each non-fixed token by the mask with probability `1 - alpha(t)`.
+
+        Args:
+            original_samples (`torch.LongTensor` of shape `(B, L)`): clean token ids.
+            timesteps (`float` or `torch.Tensor` of shape `()` or `(B,)`):
+                Times in `[0, 1]` (float), or integers in `[0, num_train_timesteps]` read as
+                `timesteps / num_train_timesteps`.
+            mask_token_id (`int`, *optional*): overrides `config.mask_token_id`.
+            fixed_mask (`torch.BoolTensor` of shape `(B, L)`, *optional*): positions never masked.
+            generator (`torch.Generator`, *optional*): source of the masking noise.
+
+        Returns:
+            `torch.LongTensor` of shape `(B, L)`: the noised ids.
+        """
+        mask_id = self._mask_id(mask_token_id)
+        if not torch.is_tensor(original_samples) or original_samples.ndim != 2:
+            got = tuple(original_samples.shape) if torch.is_tensor(original_samples) else original_samples
+            raise ValueError(f"`original_samples` must be a LongTensor of shape (B, L), got {got}.")
+        B, L = original_samples.shape  # batch, length
+        device = original_samples.device
+        t = torch.as_tensor(timesteps, device=device)
+        if not t.is_floating_point():
+            t = t.double() / self.config.num_train_timesteps
+        t = t.double()
+        if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != B):
+            raise ValueError(
+                f"`timesteps` must be a scalar or have shape ({B},), got shape {tuple(t.shape)}."
+            )
+        if bool(((t < 0) | (t > 1)).any()):
+            raise ValueError(
+                f"`timesteps` must lie in [0, 1] (or [0, {self.config.num_train_timesteps}] as integers), "
+                f"got values in [{t.min().item()}, {t.max().item()}]."
+            )
+        p_mask = (1.0 - self.alpha(t)).reshape(-1, 1)  # (B or 1, 1)
+        u = torch.rand((B, L), generator=generator, device=device, dtype=torch.float64)
+        noise = u < p_mask
+        if fixed_mask is not None:
+            if fixed_mask.shape != original_samples.shape or fixed_mask.dtype != torch.bool:
+                raise ValueError(
+                    f"`fixed_mask` must be a bool tensor of shape {(B, L)}, got "
+                    f"{(tuple(fixed_mask.shape), fixed_mask.dtype)}."
+                )
+            noise = noise & ~fixed_mask
+        return original_samples.masked_fill(noise, mask_id)

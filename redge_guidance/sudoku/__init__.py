@@ -1,0 +1,1 @@
+"""Sudoku with a masked-diffusion prior: data, token layout, the shipped prior and the solver."""
