@@ -168,6 +168,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     B = args.batch_size or (512 if device.type == "cuda" else 64)
+    torch.backends.cuda.matmul.allow_tf32 = True
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"

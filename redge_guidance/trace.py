@@ -35,13 +35,15 @@ class GuidanceStepStats:
         reason (`str`): why the step was not guided (``""`` when it was): ``"outside guided
             range"``, ``"no editable positions"`` or ``"n_opt_steps=0"``.
         num_editable (`int`): number of editable positions in the batch.
-        inner_steps (`int`): inner (Adam) steps run; smaller than ``n_opt_steps`` after an early stop.
+        inner_steps (`int`): inner (Adam) steps run; below ``n_opt_steps`` after an early stop.
         inner_steps_per_sample (`list[int]`): inner steps after which each sample stopped moving.
         stopped_early (`bool`): whether every sample stopped before ``n_opt_steps``.
         reward_before (`float | None`): batch mean of ``reward_before_per_sample``.
-        reward_before_per_sample (`list[float] | None`): reward with editable positions at argmax of the logits.
+        reward_before_per_sample (`list[float] | None`): reward with editable positions at the
+            argmax of the logits.
         reward_after (`float | None`): batch mean of ``reward_after_per_sample``.
-        reward_after_per_sample (`list[float] | None`): reward with editable positions at argmax of phi.
+        reward_after_per_sample (`list[float] | None`): reward with editable positions at the
+            argmax of phi.
         kl_after (`float | None`): batch mean of ``kl_after_per_sample``.
         kl_after_per_sample (`list[float] | None`): exact ``sum over editable positions of
             KL(softmax(phi) || softmax(logits))`` for the final phi, in nats.

@@ -1,0 +1,626 @@
+"""`MaskedDiffusionPipeline`: text generation and infilling with a masked diffusion denoiser.
+
+The denoiser is any model that maps `input_ids` (and optionally `attention_mask`) to clean-token
+logits `(B, L, V)`: a transformers `AutoModelForMaskedLM`, an MDLM-style network, or a plain
+`nn.Module` returning a tensor. A guidance callable (see docs/architecture.md, "Guidance hook
+protocol") may rewrite the logits between the model call and the scheduler step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.utils import BaseOutput, logging
+
+from .scheduling_masked_diffusion import MaskedDiffusionScheduler
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["MaskedDiffusionPipeline", "MaskedDiffusionPipelineOutput"]
+
+_OUTPUT_TYPES = ("text", "ids")
+
+
+@dataclass
+class MaskedDiffusionPipelineOutput(BaseOutput):
+    """
+    Output of [`MaskedDiffusionPipeline`].
+
+    Args:
+        sequences (`torch.LongTensor` of shape `(B, L)`):
+            Full sequences (left padding, prompt or constants, generated tokens); `B` is the number
+            of prompts times `num_samples`.
+        texts (`list[str]`, *optional*):
+            Per row, the decoded text from the first generated position to the end (prompt
+            continuation: the new tokens only), special tokens skipped. `None` unless
+            `output_type="text"` and the pipeline has a tokenizer.
+        rewards (`torch.Tensor` of shape `(B,)`, *optional*):
+            `guidance.score` of the final sequences, when the guidance has a `score` method.
+        trace (`list`, *optional*):
+            A copy of `guidance.trace` after the run, when the guidance has one.
+    """
+
+    sequences: torch.LongTensor
+    texts: list[str] | None = None
+    rewards: torch.Tensor | None = None
+    trace: list | None = None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class MaskedDiffusionPipeline(DiffusionPipeline):
+    r"""
+    Generation with a masked diffusion model: start from mask tokens, let the scheduler commit
+    tokens proposed by the denoiser, step by step, with optional reward guidance on the logits.
+
+    Args:
+        model (`torch.nn.Module`):
+            Denoiser: `model(input_ids=..., attention_mask=...)` returns an object with
+            `.logits` or a logits tensor of shape `(B, L, V)`. `attention_mask` is passed only if
+            `forward` accepts it (`input_ids` goes by position if `forward` has no such name).
+        scheduler ([`MaskedDiffusionScheduler`]):
+            The reverse-process scheduler.
+        tokenizer (`transformers.PreTrainedTokenizerBase`, *optional*):
+            Needed for `prompt=` and for `output_type="text"`; its `mask_token_id` is used when the
+            scheduler has none, its `pad_token_id` pads prompts of different lengths (on the left).
+    """
+
+    model: Any
+    scheduler: MaskedDiffusionScheduler
+    tokenizer: Any
+
+    _optional_components = ["tokenizer"]
+    _callback_tensor_inputs = ["sample", "logits", "pred_original_sample"]
+
+    def __init__(
+        self, model: Any, scheduler: MaskedDiffusionScheduler, tokenizer: Any | None = None
+    ):
+        super().__init__()
+        self.register_modules(model=model, scheduler=scheduler, tokenizer=tokenizer)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any | None = None,
+        *,
+        mask_token_id: int | None = None,
+        **scheduler_kwargs,
+    ) -> MaskedDiffusionPipeline:
+        """
+        Build a pipeline around `model` with a [`MaskedDiffusionScheduler`] that knows its mask id.
+
+        Args:
+            model (`torch.nn.Module`): the denoiser.
+            tokenizer (*optional*): its tokenizer.
+            mask_token_id (`int`, *optional*): defaults to `tokenizer.mask_token_id`.
+            **scheduler_kwargs: options of [`MaskedDiffusionScheduler`] (`schedule`, `order`,
+                `remask`, `remask_eta`, `temperature`, `decode`, `num_train_timesteps`).
+        """
+        valid = [
+            name
+            for name in inspect.signature(MaskedDiffusionScheduler.__init__).parameters
+            if name not in ("self", "mask_token_id")
+        ]
+        unknown = sorted(set(scheduler_kwargs) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"Unknown scheduler option(s) {unknown} for `from_model`; valid options are "
+                f"{valid}."
+            )
+        if mask_token_id is None and tokenizer is not None:
+            mask_token_id = getattr(tokenizer, "mask_token_id", None)
+        if mask_token_id is None:
+            raise ValueError(
+                "`mask_token_id` is None and the tokenizer has no mask token "
+                f"(tokenizer={type(tokenizer).__name__ if tokenizer is not None else None}). Pass "
+                "`mask_token_id=` explicitly or a tokenizer with a mask token."
+            )
+        scheduler = MaskedDiffusionScheduler(mask_token_id=mask_token_id, **scheduler_kwargs)
+        return cls(model=model, scheduler=scheduler, tokenizer=tokenizer)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def mask_token_id(self) -> int | None:
+        """The scheduler's mask id, else the tokenizer's, else `None`."""
+        mask_id = self.scheduler.config.mask_token_id
+        if mask_id is None and self.tokenizer is not None:
+            mask_id = getattr(self.tokenizer, "mask_token_id", None)
+        return mask_id
+
+    def _model_vocab_size(self) -> int | None:
+        config = getattr(self.model, "config", None)
+        vocab_size = getattr(config, "vocab_size", None)
+        return vocab_size if _is_int(vocab_size) else None
+
+    def _pad_token_id(self) -> int | None:
+        for owner in (self.tokenizer, getattr(self.model, "config", None)):
+            pad = getattr(owner, "pad_token_id", None) if owner is not None else None
+            if _is_int(pad):
+                return pad
+        return None
+
+    def _model_device(self) -> torch.device:
+        for tensor in (*self.model.parameters(), *self.model.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------ inputs
+
+    def check_inputs(
+        self,
+        prompt,
+        input_ids,
+        num_samples,
+        length,
+        num_inference_steps,
+        guidance,
+        output_type,
+        attention_mask,
+        fixed_mask,
+        callback_on_step_end_tensor_inputs,
+    ) -> None:
+        """Validate the arguments of `__call__` (before any model call). Raises `ValueError`."""
+        if self.mask_token_id is None:
+            raise ValueError(
+                "No mask token id: the scheduler's `mask_token_id` is None and the tokenizer "
+                f"({type(self.tokenizer).__name__ if self.tokenizer is not None else None}) has "
+                "none. Build the scheduler with `MaskedDiffusionScheduler(mask_token_id=...)` or "
+                "use `MaskedDiffusionPipeline.from_model(model, tokenizer, mask_token_id=...)`."
+            )
+        if prompt is None and input_ids is None:
+            raise ValueError(
+                "Neither `prompt` nor `input_ids` was given. Pass one of them (not both)."
+            )
+        if prompt is not None and input_ids is not None:
+            raise ValueError(
+                "Both `prompt` and `input_ids` were given. Pass one of them: text as `prompt`, "
+                "token ids as `input_ids`."
+            )
+        if prompt is not None:
+            if not (
+                isinstance(prompt, str)
+                or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))
+            ):
+                raise ValueError(
+                    f"`prompt` must be a string or a non-empty list of strings, got {prompt!r}."
+                )
+            if self.tokenizer is None:
+                raise ValueError(
+                    f"`prompt` was given ({prompt!r}) but the pipeline has no tokenizer. Pass "
+                    "`tokenizer=` when building the pipeline, or pass token ids as `input_ids`."
+                )
+        if input_ids is not None:
+            if torch.is_tensor(input_ids):
+                if (
+                    input_ids.ndim not in (1, 2)
+                    or input_ids.dtype != torch.long
+                    or input_ids.numel() == 0
+                ):
+                    raise ValueError(
+                        "`input_ids` must be a non-empty LongTensor of shape (L,) or (B, L), got "
+                        f"shape {tuple(input_ids.shape)} and dtype {input_ids.dtype}. Use "
+                        "`.long()`."
+                    )
+            elif not (
+                isinstance(input_ids, list)
+                and input_ids
+                and all(isinstance(row, list) and all(_is_int(i) for i in row) for row in input_ids)
+            ):
+                raise ValueError(
+                    "`input_ids` must be a LongTensor or a non-empty list of lists of ints, got "
+                    f"{input_ids!r}."
+                )
+        if attention_mask is not None:
+            if not torch.is_tensor(input_ids):
+                raise ValueError(
+                    "`attention_mask` is only accepted with tensor `input_ids`; prompts and "
+                    "lists of ids are padded by the pipeline, which builds the mask itself."
+                )
+            if not torch.is_tensor(attention_mask) or attention_mask.shape != input_ids.shape:
+                got = (
+                    tuple(attention_mask.shape)
+                    if torch.is_tensor(attention_mask)
+                    else attention_mask
+                )
+                raise ValueError(
+                    "`attention_mask` must have the shape of `input_ids` "
+                    f"{tuple(input_ids.shape)}, got {got}."
+                )
+        if fixed_mask is not None:
+            if not torch.is_tensor(input_ids):
+                raise ValueError(
+                    "`fixed_mask` is only accepted with tensor `input_ids` (of the same shape)."
+                )
+            if (
+                not torch.is_tensor(fixed_mask)
+                or fixed_mask.shape != input_ids.shape
+                or fixed_mask.dtype != torch.bool
+            ):
+                got = (
+                    (tuple(fixed_mask.shape), fixed_mask.dtype)
+                    if torch.is_tensor(fixed_mask)
+                    else fixed_mask
+                )
+                raise ValueError(
+                    "`fixed_mask` must be a bool tensor of the shape of `input_ids` "
+                    f"{tuple(input_ids.shape)}, got {got}."
+                )
+            if bool((fixed_mask & (input_ids == self.mask_token_id)).any()):
+                raise ValueError(
+                    f"`fixed_mask` marks mask-token positions (id {self.mask_token_id}) as fixed; "
+                    "they could never be filled in. Set `fixed_mask` to False wherever "
+                    "`input_ids` holds the mask."
+                )
+        if not _is_int(num_samples) or num_samples < 1:
+            raise ValueError(
+                f"`num_samples` must be an integer >= 1, got {num_samples!r}. Use e.g. "
+                "`num_samples=1`."
+            )
+        if length is not None and (not _is_int(length) or length < 0):
+            raise ValueError(
+                "`length` must be an integer >= 0 (number of new tokens after each prompt), got "
+                f"{length!r}."
+            )
+        if not _is_int(num_inference_steps) or num_inference_steps < 1:
+            raise ValueError(
+                f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}. Use "
+                "e.g. `num_inference_steps=32`."
+            )
+        if guidance is not None:
+            if not callable(guidance):
+                raise ValueError(
+                    "`guidance` must be callable as guidance(logits, sample, editable=..., "
+                    "step=..., num_steps=..., generator=..., attention_mask=...), got "
+                    f"{type(guidance).__name__}."
+                )
+            reward = getattr(guidance, "reward", None)
+            reward_vocab = getattr(reward, "vocab_size", None)
+            model_vocab = self._model_vocab_size()
+            if _is_int(reward_vocab) and model_vocab is not None and reward_vocab != model_vocab:
+                raise ValueError(
+                    f"`guidance.reward.vocab_size` is {reward_vocab} but the model's vocabulary "
+                    f"has {model_vocab} entries. Build the reward for the denoiser's tokenizer or "
+                    "wrap it in `rewards.VocabularyBridge`."
+                )
+        model_vocab = self._model_vocab_size()
+        if model_vocab is not None and self.mask_token_id >= model_vocab:
+            raise ValueError(
+                f"`mask_token_id` is {self.mask_token_id} but the model's vocabulary has "
+                f"{model_vocab} entries. Use the mask id of the model's tokenizer."
+            )
+        if output_type not in _OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {_OUTPUT_TYPES}, got {output_type!r}.")
+        bad = [
+            k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs
+        ]
+        if bad:
+            raise ValueError(
+                "`callback_on_step_end_tensor_inputs` must be a subset of "
+                f"{self._callback_tensor_inputs}, got unknown {bad}."
+            )
+
+    def _left_pad(self, rows: list[list[int]], what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-pad ragged rows: `(ids, attention_mask)`, both `(B, L)` long."""
+        width = max(len(r) for r in rows)
+        pad = self._pad_token_id()
+        if pad is None and any(len(r) != width for r in rows):
+            raise ValueError(
+                f"`{what}` rows have different lengths {[len(r) for r in rows]} and there is no "
+                "pad token (neither `tokenizer.pad_token_id` nor `model.config.pad_token_id`). "
+                "Pass rows of equal length or a tokenizer with a pad token."
+            )
+        ids = torch.full((len(rows), width), pad if pad is not None else 0, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, row in enumerate(rows):
+            if row:
+                ids[b, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+                attention_mask[b, width - len(row) :] = 1
+        return ids, attention_mask
+
+    def prepare_inputs(
+        self,
+        prompt: str | list[str] | None,
+        input_ids: torch.LongTensor | list[list[int]] | None,
+        length: int | None,
+        attention_mask: torch.LongTensor | None,
+        fixed_mask: torch.BoolTensor | None,
+        add_special_tokens: bool,
+    ) -> tuple[torch.LongTensor, torch.LongTensor, torch.BoolTensor]:
+        """
+        Build the starting sequence (before `num_samples` repetition).
+
+        Returns:
+            `(sample, attention_mask, fixed_mask)`, each `(B, L)`: ids with `length` mask tokens
+            appended, 1 at real tokens and 0 at left padding, True where a position never changes.
+        """
+        mask_id = self.mask_token_id
+        if prompt is not None:
+            prompts = [prompt] if isinstance(prompt, str) else prompt
+            rows = self.tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
+            ids, am = self._left_pad([list(r) for r in rows], "prompt")
+            fixed = None
+        elif torch.is_tensor(input_ids):
+            ids = input_ids.unsqueeze(0) if input_ids.ndim == 1 else input_ids
+            ids = ids.cpu()
+            am = (
+                torch.ones_like(ids)
+                if attention_mask is None
+                else attention_mask.reshape(ids.shape).long().cpu()
+            )
+            fixed = None if fixed_mask is None else fixed_mask.reshape(ids.shape).cpu()
+        else:
+            ids, am = self._left_pad(input_ids, "input_ids")
+            fixed = None
+        if fixed is None:
+            fixed = ids != mask_id
+        fixed = fixed | (am == 0)  # padding never changes
+
+        n_new = length or 0
+        if n_new:
+            B = ids.shape[0]
+            ids = torch.cat([ids, torch.full((B, n_new), mask_id, dtype=torch.long)], dim=1)
+            am = torch.cat([am, torch.ones((B, n_new), dtype=torch.long)], dim=1)
+            fixed = torch.cat([fixed, torch.zeros((B, n_new), dtype=torch.bool)], dim=1)
+
+        empty = ((ids == mask_id) & ~fixed).sum(dim=1) == 0
+        if bool(empty.any()):
+            rows_without = empty.nonzero().flatten().tolist()
+            source = "prompt" if prompt is not None else "input_ids"
+            raise ValueError(
+                f"Nothing to generate in row(s) {rows_without} of `{source}`: `length` is "
+                f"{length!r} and they hold no mask token (id {mask_id}). Pass e.g. `length=16` to "
+                "append 16 new tokens, or put mask tokens where text should be filled in."
+            )
+        return ids, am, fixed
+
+    # ------------------------------------------------------------------ model
+
+    def _forward_kwargs(self) -> tuple[bool, bool]:
+        """Whether `model.forward` takes `input_ids` by name and accepts `attention_mask`."""
+        try:
+            params = inspect.signature(self.model.forward).parameters
+        except (TypeError, ValueError):
+            return True, True
+        var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        return "input_ids" in params or var_kw, "attention_mask" in params or var_kw
+
+    def _logits(
+        self,
+        sample: torch.LongTensor,
+        attention_mask: torch.LongTensor,
+        by_name: bool,
+        with_mask: bool,
+    ) -> torch.Tensor:
+        kwargs = {"attention_mask": attention_mask} if with_mask else {}
+        out = self.model(input_ids=sample, **kwargs) if by_name else self.model(sample, **kwargs)
+        if torch.is_tensor(out):
+            logits = out
+        elif getattr(out, "logits", None) is not None:
+            logits = out.logits
+        elif isinstance(out, (tuple, list)) and out and torch.is_tensor(out[0]):
+            logits = out[0]
+        else:
+            raise ValueError(
+                f"The model returned {type(out).__name__}; expected a logits tensor (B, L, V) or "
+                "an output with `.logits`."
+            )
+        B, L = sample.shape
+        if logits.ndim != 3 or logits.shape[:2] != (B, L):
+            raise ValueError(
+                f"The model's logits have shape {tuple(logits.shape)}; expected ({B}, {L}, V) for "
+                f"`input_ids` of shape {(B, L)}."
+            )
+        return logits.float()
+
+    # ------------------------------------------------------------------ call
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        input_ids: torch.LongTensor | list[list[int]] | None = None,
+        num_samples: int = 1,
+        length: int | None = None,
+        num_inference_steps: int = 32,
+        guidance: Callable | None = None,
+        generator: torch.Generator | None = None,
+        output_type: Literal["text", "ids"] = "text",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        fixed_mask: torch.BoolTensor | None = None,
+        add_special_tokens: bool = False,
+    ) -> MaskedDiffusionPipelineOutput | tuple:
+        r"""
+        Generate (continue prompts or fill in mask tokens).
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*):
+                Text prompts, tokenised with `add_special_tokens`; mask tokens written in the text
+                (e.g. `"[MASK]"`) are filled in. Prompts of different lengths are left-padded.
+            input_ids (`torch.LongTensor` of shape `(B, L)` or `(L,)`, or `list[list[int]]`):
+                Token ids instead of `prompt`. Positions holding the mask token are generated, all
+                others stay fixed (infilling). Ragged lists are left-padded.
+            num_samples (`int`, defaults to 1):
+                Samples per prompt (rows are repeated with `repeat_interleave`).
+            length (`int`, *optional*):
+                Number of new tokens appended as mask tokens after each prompt (0 / `None`: none,
+                then the prompt must contain mask tokens).
+            num_inference_steps (`int`, defaults to 32):
+                Denoising steps (one model call each).
+            guidance (`Callable`, *optional*):
+                Hook `guidance(logits, sample, editable=, step=, num_steps=, generator=,
+                attention_mask=) -> logits` applied between the model call and the scheduler step.
+                `guidance.reset()` is called first, `guidance.trace` is copied into the output and
+                `guidance.score(one_hot, attention_mask=)` gives `rewards`, when present.
+            generator (`torch.Generator`, *optional*):
+                Source of all randomness (scheduler and guidance): a seeded generator reproduces
+                a run.
+            output_type (`"text"` or `"ids"`, defaults to `"text"`):
+                `"text"` also decodes `texts` (needs a tokenizer, else `texts` is `None`).
+            return_dict (`bool`, defaults to `True`):
+                Return a [`MaskedDiffusionPipelineOutput`] instead of a tuple.
+            callback_on_step_end (`Callable`, *optional*):
+                `callback_on_step_end(pipe, step, timestep, callback_kwargs)` after each
+                scheduler step; may return a dict whose `"sample"` replaces the current sequence.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["sample"]`):
+                Tensors passed in `callback_kwargs`, a subset of
+                `["sample", "logits", "pred_original_sample"]`.
+            attention_mask (`torch.LongTensor` of the shape of `input_ids`, *optional*):
+                1 at real tokens, 0 at padding (tensor `input_ids` only); padding is fixed.
+            fixed_mask (`torch.BoolTensor` of the shape of `input_ids`, *optional*):
+                Which positions of tensor `input_ids` never change. Default: every non-mask token.
+                Unfixed non-mask tokens count as already generated (remasking may revise them).
+            add_special_tokens (`bool`, defaults to `False`):
+                Tokenise prompts with the tokenizer's special tokens (e.g. BERT's
+                `[CLS] ... [SEP]`).
+
+        Returns:
+            [`MaskedDiffusionPipelineOutput`] or `tuple` `(sequences, texts, rewards, trace)`.
+        """
+        if callback_on_step_end is not None and isinstance(
+            callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)
+        ):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        if callback_on_step_end_tensor_inputs is None:
+            callback_on_step_end_tensor_inputs = ["sample"]
+
+        # 1. Checks and inputs, all before the first model call.
+        self.check_inputs(
+            prompt,
+            input_ids,
+            num_samples,
+            length,
+            num_inference_steps,
+            guidance,
+            output_type,
+            attention_mask,
+            fixed_mask,
+            callback_on_step_end_tensor_inputs,
+        )
+        sample, am, fixed = self.prepare_inputs(
+            prompt, input_ids, length, attention_mask, fixed_mask, add_special_tokens
+        )
+        if isinstance(self.model, torch.nn.Module) and self.model.training:
+            logger.warning(
+                "The model is in training mode (dropout is active, outside `generator`'s "
+                "control); call `model.eval()` for reproducible generations."
+            )
+
+        device = self._model_device()
+        mask_id = self.mask_token_id
+        sample = sample.repeat_interleave(num_samples, dim=0).to(device)
+        am = am.repeat_interleave(num_samples, dim=0).to(device)
+        fixed = fixed.repeat_interleave(num_samples, dim=0).to(device)
+        generated = ~fixed  # (B, L) positions the run fills in (for `texts`)
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        by_name, with_mask = self._forward_kwargs()
+
+        if guidance is not None and callable(getattr(guidance, "reset", None)):
+            guidance.reset()
+
+        # 2. Denoising loop.
+        logits = pred_original_sample = None
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                logits = self._logits(sample, am, by_name, with_mask)  # (B, L, V) float
+                V = logits.shape[-1]
+                if mask_id >= V:
+                    raise ValueError(
+                        f"`mask_token_id` is {mask_id} but the model returns only {V} logits per "
+                        "position."
+                    )
+                logits[..., mask_id] = torch.finfo(logits.dtype).min
+                if guidance is not None:
+                    editable = (sample == mask_id) & ~fixed
+                    guided = guidance(
+                        logits,
+                        sample,
+                        editable=editable,
+                        step=i,
+                        num_steps=num_inference_steps,
+                        generator=generator,
+                        attention_mask=am,
+                    )
+                    if not torch.is_tensor(guided) or guided.shape != logits.shape:
+                        got = (
+                            tuple(guided.shape)
+                            if torch.is_tensor(guided)
+                            else type(guided).__name__
+                        )
+                        raise ValueError(
+                            f"`guidance` returned {got}; it must return logits of shape "
+                            f"{tuple(logits.shape)}."
+                        )
+                    logits = guided
+                out = self.scheduler.step(
+                    logits, t, sample, mask_token_id=mask_id, fixed_mask=fixed, generator=generator
+                )
+                sample, pred_original_sample = out.prev_sample, out.pred_original_sample
+
+                if callback_on_step_end is not None:
+                    scope = {
+                        "sample": sample,
+                        "logits": logits,
+                        "pred_original_sample": pred_original_sample,
+                    }
+                    callback_kwargs = {k: scope[k] for k in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    if callback_outputs is not None and "sample" in callback_outputs:
+                        new = callback_outputs["sample"]
+                        if (
+                            not torch.is_tensor(new)
+                            or new.shape != sample.shape
+                            or new.dtype != torch.long
+                        ):
+                            raise ValueError(
+                                "`callback_on_step_end` returned a `sample` that is not a "
+                                f"LongTensor of shape {tuple(sample.shape)}."
+                            )
+                        sample = new
+                progress_bar.update()
+
+        # 3. Outputs.
+        rewards = trace = texts = None
+        if guidance is not None and callable(getattr(guidance, "score", None)):
+            one_hot = torch.nn.functional.one_hot(sample, num_classes=logits.shape[-1]).float()
+            rewards = torch.as_tensor(guidance.score(one_hot, attention_mask=am)).detach()
+        if guidance is not None and getattr(guidance, "trace", None) is not None:
+            trace = list(guidance.trace)
+        if output_type == "text" and self.tokenizer is not None:
+            texts = []
+            for b in range(sample.shape[0]):
+                start = (
+                    int(generated[b].nonzero()[0]) if bool(generated[b].any()) else sample.shape[1]
+                )
+                keep = am[b, start:].bool()
+                texts.append(
+                    self.tokenizer.decode(
+                        sample[b, start:][keep].tolist(), skip_special_tokens=True
+                    )
+                )
+
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return sample, texts, rewards, trace
+        return MaskedDiffusionPipelineOutput(
+            sequences=sample, texts=texts, rewards=rewards, trace=trace
+        )
