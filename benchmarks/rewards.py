@@ -5,10 +5,12 @@ a random 2-class head, EmbeddingSimilarityReward on the real MiniLM, LanguageMod
 config-built BertForMaskedLM with MiniLM's dimensions) and each B x L, it times forward +
 backward of
 
-- `relaxed/full`: the reward on `x` `(B, L, 30522)` (soft rows, `x` a leaf needing grad);
-- `relaxed/sub`: the same with `sub_vocab_ids` = the BERT ids of the `pydoc_data.topics` corpus
-  (`x` has that many columns);
-- `input_ids`: the same model and score on `input_ids`, backward to the embedding weights;
+- `input_ids`: the model and score on `input_ids`, backward to the embedding weights (baseline);
+- `full/soft`: the reward on `x` `(B, L, 30522)` with soft rows (`x` a leaf needing grad);
+- `full/one-hot`: the same with rows exactly one-hot in value, as straight-through samples are
+  (the forward `x @ W` becomes a lookup; the backward stays dense);
+- `sub/soft`, `sub/one-hot`: the same with `sub_vocab_ids` = the BERT ids of the
+  `pydoc_data.topics` corpus (`x` has that many columns);
 
 and the peak memory of each. It also reports how much of the BERT-uncased vocabulary maps exactly
 onto a byte-level BPE tokenizer trained here (8k tokens, on `pydoc_data.topics`), and back.
@@ -200,8 +202,12 @@ def bridge_report(tok) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- the cases
-def relaxed_case(reward, B, L, V, device, gen):
-    x = torch.randn(B, L, V, generator=gen).softmax(-1).to(device).requires_grad_()
+def relaxed_case(reward, B, L, V, device, gen, hard: bool):
+    if hard:  # exact one-hots in value, as straight-through samples are
+        x = F.one_hot(torch.randint(0, V, (B, L), generator=gen), V).float()
+    else:
+        x = torch.randn(B, L, V, generator=gen).softmax(-1)
+    x = x.to(device).requires_grad_()
 
     def step():
         x.grad = None
@@ -213,12 +219,13 @@ def relaxed_case(reward, B, L, V, device, gen):
 def ids_case(kind, model, B, L, device, gen, cls, sep, label, target):
     ids = torch.randint(1000, 30522, (B, L), generator=gen)
     full = torch.cat([torch.full((B, 1), cls), ids, torch.full((B, 1), sep)], 1).to(device)
-    weight = model.get_input_embeddings().weight
+    # A private copy of the embedding weights receives the gradient: BertForMaskedLM ties them to
+    # its output layer, and the baseline should not pay for that layer's weight gradient.
+    weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
 
     def step():
-        weight.requires_grad_(True)
         weight.grad = None
-        out = model(input_ids=full)
+        out = model(inputs_embeds=F.embedding(full, weight))  # = the input_ids path
         if kind == "classifier":
             score = out.logits.float().log_softmax(-1)[:, label]
         elif kind == "similarity":
@@ -228,8 +235,6 @@ def ids_case(kind, model, B, L, device, gen, cls, sep, label, target):
             logp = out.logits.float().log_softmax(-1)[:, 1:-1]
             score = logp.gather(-1, full[:, 1:-1, None])[..., 0].mean(-1)
         score.sum().backward()
-        weight.grad = None
-        weight.requires_grad_(False)
 
     return step
 
@@ -269,8 +274,10 @@ def main() -> None:
             gen = torch.Generator().manual_seed(0)
             cases = {
                 "input_ids": ids_case(kind, models[kind], B, L, device, gen, cls, sep, 1, target.to(device)),
-                "relaxed/full": relaxed_case(build(None), B, L, 30522, device, gen),
-                "relaxed/sub": relaxed_case(build(sub), B, L, sub.numel(), device, gen),
+                "full/soft": relaxed_case(build(None), B, L, 30522, device, gen, hard=False),
+                "full/one-hot": relaxed_case(build(None), B, L, 30522, device, gen, hard=True),
+                "sub/soft": relaxed_case(build(sub), B, L, sub.numel(), device, gen, hard=False),
+                "sub/one-hot": relaxed_case(build(sub), B, L, sub.numel(), device, gen, hard=True),
             }
             base = None
             for path, step in cases.items():
@@ -305,6 +312,7 @@ def main() -> None:
         "machine": machine,
         "weights": weights,
         "sub_vocab_size": sub.numel(),
+        "shapes": shapes,
         "quick": args.quick,
         "repeats": repeats,
         "timing": "cpu_s (process CPU time, 1 thread)" if device.type == "cpu" else "wall_s (synchronised)",

@@ -57,7 +57,10 @@ class GuidanceConfig:
         n_opt_steps (`int`): Adam steps per guided denoising step; 0 turns guidance off.
         lr (`float`): Adam learning rate on φ (logit units).
         kl_weight (`float`): weight λ of the exact KL(softmax φ ‖ softmax ℓ) summed over editable
-            positions. Adam is invariant to the scale of the objective, so a huge λ keeps φ only
+            positions. The optimum is the prior tilted by the reward, q ∝ p·exp(reward/λ), so λ
+            is in the reward's units: a reward whose differences are ~1 moves a λ=1 prior only
+            by a factor ~e; scale the reward (the paper uses 100 × CLIP score) or lower λ for a
+            stronger pull. Adam is invariant to the scale of the objective, so a huge λ keeps φ only
             *near* ℓ: the first step always moves each logit by about ``lr`` and the oscillation
             decays over the following steps (mean total variation 0.7% after 20 steps at
             ``lr=0.1``, λ=1e9). Use ``n_opt_steps=0`` to reproduce unguided sampling bit for bit.
@@ -679,7 +682,8 @@ class RewardGuidance:
 
         # Fixed context seen by the reward (float, rows on the simplex).
         in_vocab = (sample >= 0) & (sample < V)
-        base = F.one_hot(sample.clamp(0, V - 1), V).to(dtype)  # (B, L, V)
+        base = torch.zeros(B, L, V, dtype=dtype, device=device)  # (B, L, V) one-hots
+        base.scatter_(-1, sample.clamp(0, V - 1).unsqueeze(-1), 1.0)
         if self.mask_token_id is not None:
             still_masked = (sample == self.mask_token_id) | ~in_vocab
         else:
@@ -725,6 +729,9 @@ class RewardGuidance:
         else:
             clock.lap("setup")
 
+        # The reward's input, (S*B, L, V), sample-major (row s*B + b): the fixed context is
+        # written once, each inner step overwrites the editable rows in place.
+        x_buf = base.repeat(S, 1, 1)
         phi_var = phi0.detach().requires_grad_(True)  # (N, V) leaf, the only optimised tensor
         opt = torch.optim.Adam([phi_var], lr=cfg.lr)
         early = cfg.patience > 0
@@ -738,11 +745,11 @@ class RewardGuidance:
         for t in range(cfg.n_opt_steps):
             if self.use_score_function:
                 grad, r_b = self._score_function_grad(
-                    phi_var, vmask, low, base, editable, batch_idx, am_rep, pgen, clock, B, S, t
+                    phi_var, vmask, low, x_buf, editable, batch_idx, am_rep, pgen, clock, B, S, t
                 )
             else:
                 grad, r_b = self._pathwise_grad(
-                    phi_var, vmask, low, base, editable, am_rep, pgen, clock, B, S, t
+                    phi_var, vmask, low, x_buf, editable, am_rep, pgen, clock, B, S, t
                 )
             # Exact KL, per sample, over editable rows.
             with torch.set_grad_enabled(cfg.kl_weight > 0):
@@ -785,7 +792,7 @@ class RewardGuidance:
             clock.lap("optimizer")
 
         phi = phi_var.detach().masked_fill(vmask, low)
-        del opt, phi_var, keep
+        del opt, phi_var, keep, x_buf
         stats.inner_steps = steps_run
         stats.inner_steps_per_sample = steps_per_sample
         stats.stopped_early = steps_run < cfg.n_opt_steps
@@ -846,7 +853,7 @@ class RewardGuidance:
         phi_var: torch.Tensor,
         vmask: torch.Tensor,
         low: float,
-        base: torch.Tensor,
+        x_buf: torch.Tensor,
         editable: torch.Tensor,
         am_rep: torch.Tensor | None,
         pgen: torch.Generator,
@@ -862,9 +869,9 @@ class RewardGuidance:
         relaxed = self.estimator(phi_s, generator=pgen)
         hard = relaxed.hard  # (S, N, V)
         with torch.no_grad():
-            x_leaf = base.repeat(S, 1, 1)  # (S*B, L, V), sample-major: row s*B + b
-            x_leaf.view(S, B, *base.shape[1:])[:, editable] = hard.detach().to(base.dtype)
-        x_leaf.requires_grad_(True)
+            x_buf.view(S, B, *x_buf.shape[1:])[:, editable] = hard.detach().to(x_buf.dtype)
+        # A fresh leaf on the buffer's storage (the previous step's graph is already freed).
+        x_leaf = x_buf.detach().requires_grad_(True)
         clock.lap("relaxation")
         r = self._reward(x_leaf, am_rep, expected=S * B)
         if t == 0:
@@ -872,7 +879,7 @@ class RewardGuidance:
         r_b = r.view(S, B).mean(0)  # (B,) per-sample mean over relaxed draws
         (g_x,) = torch.autograd.grad(r_b.sum(), x_leaf)
         clock.lap("reward")
-        g_hard = g_x.view(S, B, *base.shape[1:])[:, editable]  # (S, N, V)
+        g_hard = g_x.view(S, B, *x_buf.shape[1:])[:, editable]  # (S, N, V)
         (grad,) = torch.autograd.grad(hard, phi_var, grad_outputs=-g_hard.to(hard.dtype))
         clock.lap("relaxation")
         return grad, r_b.detach()
@@ -882,7 +889,7 @@ class RewardGuidance:
         phi_var: torch.Tensor,
         vmask: torch.Tensor,
         low: float,
-        base: torch.Tensor,
+        x_buf: torch.Tensor,
         editable: torch.Tensor,
         batch_idx: torch.Tensor,
         am_rep: torch.Tensor | None,
@@ -900,11 +907,12 @@ class RewardGuidance:
             probs = logq.detach().double().exp()
             # (N, S) exact categorical draws (float64 probabilities: rare tokens unbiased)
             idx = torch.multinomial(probs, S, replacement=True, generator=pgen)
-            x = base.repeat(S, 1, 1)  # (S*B, L, V), sample-major: row s*B + b
-            x.view(S, B, *base.shape[1:])[:, editable] = F.one_hot(idx.T, V).to(base.dtype)
+            draws = torch.zeros(S, N, V, dtype=x_buf.dtype, device=x_buf.device)
+            draws.scatter_(-1, idx.T.unsqueeze(-1), 1.0)  # (S, N, V) one-hots
+            x_buf.view(S, B, *x_buf.shape[1:])[:, editable] = draws
         clock.lap("relaxation")
         with torch.no_grad():
-            r = self._reward(x, am_rep, expected=S * B)
+            r = self._reward(x_buf, am_rep, expected=S * B)
             if t == 0:
                 self._check_reward_output(r, differentiable=False)
             r = r.view(S, B).to(phi.dtype)

@@ -3,6 +3,8 @@
 `x @ W` (W the model's input-embedding matrix, or its rows `W[sub_vocab_ids]`) replaces the
 embedding lookup, so any Hugging Face model that accepts `inputs_embeds` scores relaxed tokens
 differentiably, and a one-hot `x` gives exactly the model's output on the matching `input_ids`.
+When `x` is exactly one-hot in value (straight-through samples are), the forward product is a
+row lookup (`RelaxedEmbedding`); the backward is the dense `grad @ W.T` either way.
 
 Sequence layout. The generator produces the text tokens only; the reward model may expect
 special tokens around them (`[CLS] ... [SEP]` for BERT, `<s>` for Llama). They are read off the
@@ -45,6 +47,41 @@ class AssembledInputs:
     attention_mask: Tensor
     slots: Tensor
     token_slots: Tensor
+
+
+class RelaxedEmbedding(torch.autograd.Function):
+    r"""`x @ W` whose forward is a row lookup when `x` is exactly one-hot in value.
+
+    Straight-through samples (`hard + soft - soft.detach()`) are exact one-hots in value, and
+    then `x @ W == W[x.argmax(-1)]` exactly; the lookup skips the `(B*L, V) x (V, H)` product.
+    The backward is always the dense `grad @ W.T` (the gradient reaches every vocabulary entry).
+    Checking for one-hot rows costs three passes over `x` and one host sync.
+    """
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor) -> Tensor:
+        with torch.no_grad():
+            idx = x.argmax(-1)  # (B, L)
+            one_hot = bool(
+                (x.gather(-1, idx[..., None]) == 1).all()
+                and (x.sum(-1) == 1).all()
+                and (x.amin(-1) >= 0).all()
+            )
+        return weight[idx] if one_hot else x @ weight
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight = inputs
+        ctx.save_for_backward(x if weight.requires_grad else None, weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad @ weight.T if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = x.reshape(-1, x.shape[-1]).T @ grad.reshape(-1, grad.shape[-1])
+        return grad_x, grad_w
 
 
 def special_tokens_from_tokenizer(tokenizer: Any, owner: str) -> tuple[list[int], list[int]]:
@@ -182,7 +219,7 @@ class EmbeddingInputReward(Reward):
     def embed(self, x: Tensor) -> Tensor:
         r"""`x @ W` on the model's device and dtype: `(B, L, V)` -> `(B, L, H)`."""
         W = self._weight()  # (V, H)
-        emb = x.to(device=W.device, dtype=W.dtype) @ W
+        emb = RelaxedEmbedding.apply(x.to(device=W.device, dtype=W.dtype), W)  # (B, L, H)
         return emb * self.embed_scale if self.embed_scale != 1.0 else emb
 
     def assemble(self, x: Tensor, attention_mask: Tensor | None = None) -> AssembledInputs:

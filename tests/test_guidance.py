@@ -292,6 +292,15 @@ def test_half_precision_in_same_dtype_out(target_reward, dtype):
     assert (out[editable].float().argmax(-1) == TARGET).float().mean() > 0.5
 
 
+def test_float64_optimisation_returns_the_input_dtype(target_reward):
+    logits, sample, editable = _hook_inputs()
+    guidance = RewardGuidance(target_reward, optimize_dtype="float64", kl_weight=0.0, lr=0.5)
+    out = _call(guidance, logits, sample, editable)
+    assert out.dtype == torch.float32
+    assert torch.equal(out[~editable], logits[~editable])
+    assert (out[editable].argmax(-1) == TARGET).float().mean() > 0.5
+
+
 def test_mixed_prompt_lengths_in_pipeline(pipe, target_reward):
     rows = [[10, 11, 12, 13, 14], [20, 21]]
     guidance = RewardGuidance(target_reward, lr=0.5)
@@ -427,7 +436,8 @@ def test_warm_start_and_reset(target_reward):
     guidance.reset()
     assert guidance.trace == []
     assert torch.equal(_call(guidance, logits, sample, editable, step=1), fresh)
-    assert torch.equal(guidance._prev["phi"], fresh[editable])  # memory: phi of the last call
+    prev = guidance._prev["phi"]  # memory: the last call's phi, detached (no graph kept)
+    assert torch.equal(prev, fresh[editable]) and prev.grad_fn is None and not prev.requires_grad
     # A new shape restarts the warm start instead of failing.
     small = _hook_inputs(batch=1, length=6)
     _call(guidance, *small, step=2)

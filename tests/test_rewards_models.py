@@ -336,3 +336,25 @@ def test_model_on_cuda_x_on_cpu(tok, dtype):
     lm = LanguageModelReward(transformers.BertForMaskedLM(transformers.BertConfig(**BERT)).to("cuda", dtype), "masked", tok, pll_passes=2)
     s = lm(torch.randn(2, 6, V).softmax(-1))
     assert s.device.type == "cpu" and torch.isfinite(s).all()
+
+
+def test_relaxed_embedding_lookup_path_is_exact_and_gradchecks():
+    from rewards._embedding import RelaxedEmbedding
+
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(V, 5, generator=g, dtype=torch.float64)
+    ids = torch.randint(0, V, (2, 4), generator=g)
+    hard = one_hot(ids).double()
+    soft = torch.randn(2, 4, V, generator=g, dtype=torch.float64).softmax(-1)
+    st = hard + soft - soft.detach()  # straight-through: one-hot in value
+    assert torch.equal(RelaxedEmbedding.apply(st, W), W[ids])  # lookup path, bit-exact
+    torch.testing.assert_close(RelaxedEmbedding.apply(soft, W), soft @ W)
+    # Gradients of both paths equal those of the plain product (also w.r.t. W).
+    for x in (hard, soft):
+        a, wa = x.clone().requires_grad_(), W.clone().requires_grad_()
+        b, wb = x.clone().requires_grad_(), W.clone().requires_grad_()
+        (RelaxedEmbedding.apply(a, wa) ** 2).sum().backward()
+        ((b @ wb) ** 2).sum().backward()
+        torch.testing.assert_close(a.grad, b.grad)
+        torch.testing.assert_close(wa.grad, wb.grad)
+    assert torch.autograd.gradcheck(RelaxedEmbedding.apply, (soft.clone().requires_grad_(), W.clone().requires_grad_()))

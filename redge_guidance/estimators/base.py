@@ -87,7 +87,7 @@ def check_logits(logits: Any) -> None:
 
 
 def check_generator(generator: Any, logits: Tensor) -> None:
-    """Raise a `ValueError` unless `generator` is `None` or a `torch.Generator` on `logits`' device."""
+    """Raise a `ValueError` unless `generator` is None or a `torch.Generator` on logits' device."""
     if generator is None:
         return
     if not isinstance(generator, torch.Generator):
@@ -155,7 +155,9 @@ class Estimator:
 
     name: ClassVar[str] = ""
 
-    def __call__(self, logits: Tensor, *, generator: torch.Generator | None = None) -> RelaxedSample:
+    def __call__(
+        self, logits: Tensor, *, generator: torch.Generator | None = None
+    ) -> RelaxedSample:
         """Draw one relaxed categorical sample per row of `logits`.
 
         Args:

@@ -36,8 +36,8 @@ COV_MIN_VAR = 0.1
 class Schedule:
     """Flow-matching time grid of ReDGE, index 0 clean.
 
-    ``alphas = [1, linspace(1 - t_1, 1e-4, n_steps - 1)]``, ``sigmas = 1 - alphas``. Per index k >= 1:
-    ``c[k] = α_k / σ_k²`` (denoiser weight), and the DDIM move k -> k-1 is
+    ``alphas = [1, linspace(1 - t_1, 1e-4, n_steps - 1)]``, ``sigmas = 1 - alphas``. Per index
+    k >= 1: ``c[k] = α_k / σ_k²`` (denoiser weight), and the DDIM move k -> k-1 is
     ``x_{k-1} = A[k] x̂0 + B[k] x_k`` with ``A[k] = α_{k-1} - σ_{k-1} α_k / σ_k``,
     ``B[k] = σ_{k-1} / σ_k``.
     """
@@ -59,7 +59,11 @@ class Schedule:
         alphas = (1.0, *tail)
         sigmas = tuple(1.0 - a for a in alphas)
         c = (0.0, *(alphas[k] / sigmas[k] ** 2 for k in range(1, n)))
-        A = (0.0, 0.0, *(alphas[k - 1] - sigmas[k - 1] * alphas[k] / sigmas[k] for k in range(2, n)))
+        A = (
+            0.0,
+            0.0,
+            *(alphas[k - 1] - sigmas[k - 1] * alphas[k] / sigmas[k] for k in range(2, n)),
+        )
         B = (0.0, 0.0, *(sigmas[k - 1] / sigmas[k] for k in range(2, n)))
         for name, value in (("alphas", alphas), ("sigmas", sigmas), ("c", c), ("A", A), ("B", B)):
             object.__setattr__(self, name, value)
@@ -86,8 +90,14 @@ class _Noise:
     """A standard normal draw that backward can reproduce bit for bit from the generator state
     (falls back to keeping the tensor on devices without a known default generator)."""
 
-    def __init__(self, shape: torch.Size, dtype: torch.dtype, device: torch.device,
-                 generator: torch.Generator | None, replayable: bool) -> None:
+    def __init__(
+        self,
+        shape: torch.Size,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | None,
+        replayable: bool,
+    ) -> None:
         self.shape, self.dtype, self.device = shape, dtype, device
         self.state: Tensor | None = None
         self.kept: Tensor | None = None
@@ -135,16 +145,23 @@ class _ReDGEFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, uniforms: Tensor, sched: Schedule,
-                reinmax_last: bool, generator: torch.Generator | None):
+    def forward(
+        ctx: Any,
+        logits: Tensor,
+        uniforms: Tensor,
+        sched: Schedule,
+        reinmax_last: bool,
+        generator: torch.Generator | None,
+    ):
         cdt = compute_dtype(logits.dtype)
         theta = logits.to(cdt)
         noise = None
         if sched.is_straight_through:
             soft = torch.softmax(theta, dim=-1)
         else:
-            noise = _Noise(logits.shape, cdt, logits.device, generator,
-                           replayable=ctx.needs_input_grad[0])
+            noise = _Noise(
+                logits.shape, cdt, logits.device, generator, replayable=ctx.needs_input_grad[0]
+            )
             soft = _chain(theta, noise.first, sched, keep=None)
             noise.first = None  # type: ignore[assignment]  # backward redraws it
         index = sample_from_probs(soft, uniforms)
@@ -188,7 +205,8 @@ class _ReDGEFunction(torch.autograd.Function):
             grad = u
         del p1
         if kept:
-            # Path term: reverse the DDIM moves, x_{k-1} = A_k p_k + B_k x_k, p_k = softmax(θ + c_k x_k).
+            # Path term: reverse the DDIM moves x_{k-1} = A_k p_k + B_k x_k,
+            # p_k = softmax(θ + c_k x_k).
             dx = u.mul(sched.c[1])  # ∂/∂x_1
             del u
             for k in range(2, sched.n_steps):
@@ -350,4 +368,3 @@ def redge(
         raise ValueError(f"`hard` must be True or False, got {hard!r}.")
     sample = ReDGE(n_steps=n_steps, t_1=t_1)(logits, generator=generator)
     return sample.hard if hard else sample.soft
-

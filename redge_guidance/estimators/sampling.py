@@ -18,9 +18,7 @@ from torch import Tensor
 __all__ = ["draw_row_uniforms", "sample_from_probs", "one_hot", "gumbel_noise"]
 
 
-def draw_row_uniforms(
-    logits: Tensor, generator: torch.Generator | None
-) -> Tensor:
+def draw_row_uniforms(logits: Tensor, generator: torch.Generator | None) -> Tensor:
     """One float64 uniform in [0, 1) per row of `logits` (shape `logits.shape[:-1]`)."""
     return torch.rand(
         logits.shape[:-1], generator=generator, dtype=torch.float64, device=logits.device
