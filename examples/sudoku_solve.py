@@ -11,9 +11,9 @@ Output: exactly one line per input line, so that `paste puzzles.txt solutions.tx
   and `line N: REASON` on stderr; the other puzzles still run;
 - a blank or `#` comment line -> copied unchanged.
 
-The summary (stderr) gives solved / total, mean violations per grid and the wall time. Exit status 0
-when every puzzle line was valid, 1 when some line was bad (the others were still solved and written),
-2 for a usage error (missing file, bad option).
+The summary (stderr) gives solved / total, mean violations per grid and the wall time. Exit
+status 0 when every puzzle line was valid, 1 when some line was bad (the others were still solved
+and written), 2 for a usage error (missing file, bad option).
 """
 
 from __future__ import annotations
@@ -38,16 +38,21 @@ def parse_args(argv=None):
     p.add_argument("--output", required=True, help="where to write one 81-digit solution per line")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole run (default 0)")
     p.add_argument(
-        "--steps", type=int, default=None,
+        "--steps",
+        type=int,
+        default=None,
         help="denoising steps (prior calls); default 12 (ignored with --no-prior)",
     )
     p.add_argument(
-        "--n-opt-steps", type=int, default=None,
+        "--n-opt-steps",
+        type=int,
+        default=None,
         help="Adam steps of the guidance per denoising step (default 20; 0 = the prior alone), "
         "or in total with --no-prior (default 2000)",
     )
     p.add_argument(
-        "--estimator", default=None,
+        "--estimator",
+        default=None,
         help="relaxation: straight_through (default), gumbel_softmax, reinmax, redge, reindge, "
         "redge_cov",
     )
@@ -118,13 +123,15 @@ def main(argv=None) -> int:
                     device=args.device,
                 )
                 result = solver.solve(
-                    puzzles, generator=generator, batch_size=args.batch_size,
+                    puzzles,
+                    generator=generator,
+                    batch_size=args.batch_size,
                     progress=not args.quiet,
                 )
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        for (n, _), grid, ok in zip(good, result.solution_strings(), result.solved):
+        for (n, _), grid, ok in zip(good, result.solution_strings(), result.solved, strict=True):
             out_lines[n - 1] = grid
             (solved_lines if ok else unsolved_lines).append(n)
         mean_viol = result.mean_violations
@@ -140,7 +147,9 @@ def main(argv=None) -> int:
     )
     print(summary, file=sys.stderr)
     if unsolved_lines:
-        shown = ", ".join(map(str, unsolved_lines[:20])) + (" ..." if len(unsolved_lines) > 20 else "")
+        shown = ", ".join(map(str, unsolved_lines[:20])) + (
+            " ..." if len(unsolved_lines) > 20 else ""
+        )
         print(f"not solved (grid written anyway): line(s) {shown}", file=sys.stderr)
     return 1 if n_bad else 0
 

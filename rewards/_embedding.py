@@ -102,10 +102,13 @@ def special_tokens_from_tokenizer(tokenizer: Any, owner: str) -> tuple[list[int]
 def _ids_tensor(ids: Sequence[int] | Tensor | None, limit: int, arg: str, owner: str) -> Tensor:
     t = torch.as_tensor([] if ids is None else ids, dtype=torch.long)
     if t.ndim != 1:
-        raise ValueError(f"{owner} `{arg}` must be a 1-D sequence of token ids, got shape {tuple(t.shape)}.")
+        raise ValueError(
+            f"{owner} `{arg}` must be a 1-D sequence of token ids, got shape {tuple(t.shape)}."
+        )
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= limit):
         raise ValueError(
-            f"{owner} `{arg}` must lie in [0, {limit}) (the model's vocabulary), got {t.tolist()[:20]}."
+            f"{owner} `{arg}` must lie in [0, {limit}) (the model's vocabulary), got "
+            f"{t.tolist()[:20]}."
         )
     return t
 
@@ -175,13 +178,18 @@ class EmbeddingInputReward(Reward):
         self.embed_scale = _embedding_scale(embedding, weight, owner)
 
         if prefix_ids is not None or suffix_ids is not None:
-            prefix, suffix = prefix_ids or [], suffix_ids or []
+            prefix = [] if prefix_ids is None else prefix_ids
+            suffix = [] if suffix_ids is None else suffix_ids
         elif tokenizer is not None and add_special_tokens:
             prefix, suffix = special_tokens_from_tokenizer(tokenizer, owner)
         else:
             prefix, suffix = [], []
-        self.register_buffer("prefix_ids", _ids_tensor(prefix, V_model, "prefix_ids", owner), persistent=False)
-        self.register_buffer("suffix_ids", _ids_tensor(suffix, V_model, "suffix_ids", owner), persistent=False)
+        self.register_buffer(
+            "prefix_ids", _ids_tensor(prefix, V_model, "prefix_ids", owner), persistent=False
+        )
+        self.register_buffer(
+            "suffix_ids", _ids_tensor(suffix, V_model, "suffix_ids", owner), persistent=False
+        )
         self.tokenizer = tokenizer
 
         if sub_vocab_ids is None:
@@ -197,7 +205,9 @@ class EmbeddingInputReward(Reward):
                 )
             self.register_buffer("sub_vocab_ids", ids, persistent=False)
             # Indexed once: (V_sub, H). A copy, so `x` needs only V_sub columns.
-            self.register_buffer("sub_weight", weight.detach()[ids.to(weight.device)].clone(), persistent=False)
+            self.register_buffer(
+                "sub_weight", weight.detach()[ids.to(weight.device)].clone(), persistent=False
+            )
             self.vocab_size = ids.numel()
 
     # ------------------------------------------------------------------ helpers
@@ -283,7 +293,9 @@ class EmbeddingInputReward(Reward):
             )
 
     def run_model(self, inputs: AssembledInputs, **kwargs: Any) -> Any:
-        return self.model(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, **kwargs)
+        return self.model(
+            inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, **kwargs
+        )
 
     def score_inputs(self, inputs: AssembledInputs) -> Tensor:
         r"""Scores `(B,)` from assembled inputs alone, for rewards that need nothing else.

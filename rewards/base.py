@@ -268,7 +268,7 @@ class WeightedSum(Reward):
                 )
         parts: list[Reward] = []
         flat: list[float] = []
-        for r, w in zip(rewards, weights):
+        for r, w in zip(rewards, weights, strict=True):
             if isinstance(r, WeightedSum):  # flatten: (a + b) + c -> a + b + c
                 parts.extend(r.rewards)
                 flat.extend(float(w) * v for v in r.weights)
@@ -282,7 +282,7 @@ class WeightedSum(Reward):
 
     def forward(self, x: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
         total = None
-        for r, w in zip(self.rewards, self.weights):
+        for r, w in zip(self.rewards, self.weights, strict=True):
             term = w * r(x, attention_mask=attention_mask)
             total = term if total is None else total + term
         return total

@@ -129,14 +129,20 @@ class VocabularyBridge(nn.Module):
     ):
         super().__init__()
         if max_slots is not None and (not isinstance(max_slots, int) or max_slots < 1):
-            raise ValueError(f"VocabularyBridge `max_slots` must be a positive int or None, got {max_slots!r}.")
+            raise ValueError(
+                f"VocabularyBridge `max_slots` must be a positive int or None, got {max_slots!r}."
+            )
         n_src = len(source_tokenizer)
         Vs = n_src if source_vocab_size is None else source_vocab_size
         Vt = len(target_tokenizer) if target_vocab_size is None else target_vocab_size
-        for arg, val, least in (("source_vocab_size", Vs, n_src), ("target_vocab_size", Vt, len(target_tokenizer))):
+        for arg, val, least in (
+            ("source_vocab_size", Vs, n_src),
+            ("target_vocab_size", Vt, len(target_tokenizer)),
+        ):
             if not isinstance(val, int) or val < least:
                 raise ValueError(
-                    f"VocabularyBridge `{arg}` must be an int >= len(tokenizer) = {least}, got {val!r}."
+                    f"VocabularyBridge `{arg}` must be an int >= len(tokenizer) = {least}, "
+                    f"got {val!r}."
                 )
         src_roles, tgt_roles = _role_ids(source_tokenizer), _role_ids(target_tokenizer)
         tgt_unk = tgt_roles.get("unk")
@@ -165,7 +171,7 @@ class VocabularyBridge(nn.Module):
                 to_encode.append((i, (" " + surface) if starts_word else surface))
         if to_encode:
             encoded = _encode_batch(target_tokenizer, [t for _, t in to_encode])
-            for (i, _), ids in zip(to_encode, encoded):
+            for (i, _), ids in zip(to_encode, encoded, strict=True):
                 spellings[i] = list(ids)
 
         src_unk = src_roles.get("unk")
@@ -242,7 +248,8 @@ class VocabularyBridge(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"source_vocab_size={self.source_vocab_size}, target_vocab_size={self.target_vocab_size}, "
+            f"source_vocab_size={self.source_vocab_size}, "
+            f"target_vocab_size={self.target_vocab_size}, "
             f"slots={self.slots}, exact_fraction={self.exact_fraction:.4f}"
         )
 
@@ -271,9 +278,9 @@ class BridgedReward(Reward):
             )
         if reward.vocab_size is not None and reward.vocab_size != bridge.target_vocab_size:
             raise ValueError(
-                f"BridgedReward: {type(reward).__name__} has vocab_size={reward.vocab_size} but the "
-                f"bridge maps to {bridge.target_vocab_size} target tokens. Build the bridge with "
-                f"`target_vocab_size={reward.vocab_size}`."
+                f"BridgedReward: {type(reward).__name__} has vocab_size={reward.vocab_size} but "
+                f"the bridge maps to {bridge.target_vocab_size} target tokens. Build the bridge "
+                f"with `target_vocab_size={reward.vocab_size}`."
             )
         self.reward, self.bridge = reward, bridge
         self.vocab_size = bridge.source_vocab_size

@@ -46,6 +46,7 @@ class SequenceClassifierReward(EmbeddingInputReward):
     >>> x = torch.softmax(torch.randn(3, 7, 40), -1)
     >>> reward(x).shape
     torch.Size([3])
+
     ```
     """
 
@@ -62,7 +63,9 @@ class SequenceClassifierReward(EmbeddingInputReward):
         add_special_tokens: bool = True,
     ):
         if score not in _SCORES:
-            raise ValueError(f"SequenceClassifierReward `score` must be one of {_SCORES}, got {score!r}.")
+            raise ValueError(
+                f"SequenceClassifierReward `score` must be one of {_SCORES}, got {score!r}."
+            )
         super().__init__(
             model,
             tokenizer=tokenizer,
@@ -81,8 +84,11 @@ class SequenceClassifierReward(EmbeddingInputReward):
                     f"config.label2id has {sorted(label2id)}. Pass one of those or an int index."
                 )
             label = int(label2id[label])
-        if not isinstance(label, int) or isinstance(label, bool) or label < 0 or (
-            num_labels is not None and label >= num_labels
+        if (
+            not isinstance(label, int)
+            or isinstance(label, bool)
+            or label < 0
+            or (num_labels is not None and label >= num_labels)
         ):
             raise ValueError(
                 f"SequenceClassifierReward `label` must be a class index in [0, num_labels="

@@ -44,6 +44,7 @@ class FunctionReward(Reward):
     >>> x = torch.nn.functional.one_hot(torch.tensor([[7, 7, 1]]), 10).float()
     >>> count_sevens(x)
     tensor([2.])
+
     ```
     """
 
@@ -71,7 +72,9 @@ class FunctionReward(Reward):
                 "Pass `tokenizer=`, or `on='ids'` to receive token-id lists."
             )
         if vocab_size is not None and (not isinstance(vocab_size, int) or vocab_size < 1):
-            raise ValueError(f"FunctionReward `vocab_size` must be a positive int or None, got {vocab_size!r}.")
+            raise ValueError(
+                f"FunctionReward `vocab_size` must be a positive int or None, got {vocab_size!r}."
+            )
         self.fn = fn
         self.tokenizer = tokenizer
         self.on = on
@@ -85,7 +88,7 @@ class FunctionReward(Reward):
                 seqs = ids.tolist()
             else:
                 keep = attention_mask.detach().cpu().bool()
-                seqs = [row[k].tolist() for row, k in zip(ids, keep)]
+                seqs = [row[k].tolist() for row, k in zip(ids, keep, strict=True)]
             inputs = (
                 self.tokenizer.batch_decode(seqs, skip_special_tokens=True)
                 if self.on == "text"

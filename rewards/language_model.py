@@ -70,7 +70,8 @@ class LanguageModelReward(EmbeddingInputReward):
                 )
             if not isinstance(pll_passes, int) or isinstance(pll_passes, bool) or pll_passes < 1:
                 raise ValueError(
-                    f"LanguageModelReward `pll_passes` must be a positive int or None, got {pll_passes!r}."
+                    "LanguageModelReward `pll_passes` must be a positive int or None, got "
+                    f"{pll_passes!r}."
                 )
             if mask_token_id is None:
                 mask_token_id = getattr(tokenizer, "mask_token_id", None)
@@ -90,7 +91,8 @@ class LanguageModelReward(EmbeddingInputReward):
         V_model = self.model.get_input_embeddings().weight.shape[0]
         if mask_token_id is not None and not 0 <= int(mask_token_id) < V_model:
             raise ValueError(
-                f"LanguageModelReward `mask_token_id` must lie in [0, {V_model}), got {mask_token_id!r}."
+                f"LanguageModelReward `mask_token_id` must lie in [0, {V_model}), got "
+                f"{mask_token_id!r}."
             )
         self.kind = kind
         self.pll_passes = pll_passes

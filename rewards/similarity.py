@@ -47,7 +47,9 @@ class EmbeddingSimilarityReward(EmbeddingInputReward):
         add_special_tokens: bool = True,
     ):
         if pooling not in _POOLING:
-            raise ValueError(f"EmbeddingSimilarityReward `pooling` must be one of {_POOLING}, got {pooling!r}.")
+            raise ValueError(
+                f"EmbeddingSimilarityReward `pooling` must be one of {_POOLING}, got {pooling!r}."
+            )
         if (target_text is None) == (target_embedding is None):
             raise ValueError(
                 "EmbeddingSimilarityReward needs exactly one of `target_text` and "
@@ -71,12 +73,17 @@ class EmbeddingSimilarityReward(EmbeddingInputReward):
         hidden = self.model.get_input_embeddings().weight.shape[1]
         if target_text is not None:
             if not isinstance(target_text, str) or not target_text.strip():
-                raise ValueError(f"EmbeddingSimilarityReward `target_text` must be a non-empty string, got {target_text!r}.")
+                raise ValueError(
+                    "EmbeddingSimilarityReward `target_text` must be a non-empty string, got "
+                    f"{target_text!r}."
+                )
             target = self.embed_text(target_text)
         else:
             target = torch.as_tensor(target_embedding).detach().float().reshape(-1)
             if not bool(torch.isfinite(target).all()) or float(target.norm()) == 0.0:
-                raise ValueError("EmbeddingSimilarityReward `target_embedding` must be finite and non-zero.")
+                raise ValueError(
+                    "EmbeddingSimilarityReward `target_embedding` must be finite and non-zero."
+                )
         if target.shape != (hidden,):
             raise ValueError(
                 f"EmbeddingSimilarityReward `target_embedding` must have shape ({hidden},) (the "
@@ -101,10 +108,14 @@ class EmbeddingSimilarityReward(EmbeddingInputReward):
 
     @torch.no_grad()
     def embed_text(self, text: str | list[str]) -> Tensor:
-        r"""Pooled embedding(s) of text through the `input_ids` path: `(H,)` for a string, `(N, H)` for a list."""
+        r"""Pooled embeddings via `input_ids`: `(H,)` for a string, `(N, H)` for a list."""
         if self.tokenizer is None:
-            raise ValueError("EmbeddingSimilarityReward.embed_text needs the reward built with `tokenizer=`.")
-        batch = self.tokenizer([text] if isinstance(text, str) else list(text), return_tensors="pt", padding=True)
+            raise ValueError(
+                "EmbeddingSimilarityReward.embed_text needs the reward built with `tokenizer=`."
+            )
+        batch = self.tokenizer(
+            [text] if isinstance(text, str) else list(text), return_tensors="pt", padding=True
+        )
         dev = self.model.get_input_embeddings().weight.device
         mask = batch["attention_mask"].to(dev)
         out = self.model(input_ids=batch["input_ids"].to(dev), attention_mask=mask)

@@ -98,7 +98,9 @@ class SudokuReward(Reward):
         # Parameter-free: the index buffers follow `x` to its device.
         pos, digits = self.cell_positions.to(x.device), self.digit_token_ids.to(x.device)
         cells = x[:, pos][..., digits].to(torch.promote_types(x.dtype, torch.float32))  # (B, 81, 9)
-        counts = torch.einsum("uc,bcd->bud", self.units.to(x.device, cells.dtype), cells)  # (B, 27, 9)
+        counts = torch.einsum(
+            "uc,bcd->bud", self.units.to(x.device, cells.dtype), cells
+        )  # (B, 27, 9)
         return -((counts - 1.0) ** 2).sum(dim=(1, 2))
 
     def extra_repr(self) -> str:

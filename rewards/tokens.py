@@ -56,6 +56,7 @@ class TokenSetReward(Reward):
     >>> r = TokenSetReward([3, 5], weights=[1.0, -2.0], vocab_size=8)
     >>> r(torch.nn.functional.one_hot(torch.tensor([[3, 3, 5, 0]]), 8).float())
     tensor([0.])
+
     ```
     """
 
@@ -106,7 +107,8 @@ class TokenSetReward(Reward):
         return total / count.clamp(min=1) if self.normalize else total
 
     def extra_repr(self) -> str:
-        return f"vocab_size={self.vocab_size}, n_tokens={int((self.weight != 0).sum())}, normalize={self.normalize}"
+        n = int((self.weight != 0).sum())
+        return f"vocab_size={self.vocab_size}, n_tokens={n}, normalize={self.normalize}"
 
 
 class LexiconReward(Reward):
@@ -174,7 +176,11 @@ def vader_lexicon_scores(
         raise ImportError(
             "vader_lexicon_scores needs the VADER lexicon: `pip install nltk-vader-sentiment`."
         ) from err
-    V = len(tokenizer) if vocab_size is None else _check_vocab_size(vocab_size, "vader_lexicon_scores")
+    V = (
+        len(tokenizer)
+        if vocab_size is None
+        else _check_vocab_size(vocab_size, "vader_lexicon_scores")
+    )
     words = list(LEXICON)
     variants = words + [" " + w for w in words]
     encoded = encode_batch(tokenizer, variants)

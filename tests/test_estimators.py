@@ -223,7 +223,7 @@ def test_seeded_reproducibility(name):
         out = est(logits, generator=_gen(42))
         (out.hard * _logits((5, 7), seed=4)).sum().backward()
         results.append((out.hard.detach(), out.soft.detach(), out.index, logits.grad))
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
     # generator=None uses the global RNG: torch.manual_seed reproduces it
     torch.manual_seed(7)
@@ -364,7 +364,7 @@ def test_redge_at_t1_one_is_exactly_straight_through(n_steps, dtype):
         grads.append(logits.grad)
         states.append(g.get_state())
     st = outs[0]
-    for out, grad, state in zip(outs[1:], grads[1:], states[1:]):
+    for out, grad, state in zip(outs[1:], grads[1:], states[1:], strict=True):
         assert torch.equal(out.index, st.index)
         assert torch.equal(out.hard, st.hard) and torch.equal(out.soft, st.soft)
         assert torch.equal(grad, grads[0])
@@ -382,7 +382,7 @@ def test_reindge_at_t1_one_is_reinmax_tau_one(dtype):
         grads.append(g)
         index.append(out.index)
     tol = 1e-12 if dtype == torch.float64 else 1e-6
-    for g, i in zip(grads[1:], index[1:]):
+    for g, i in zip(grads[1:], index[1:], strict=True):
         assert torch.equal(i, index[0])
         torch.testing.assert_close(g, grads[0], atol=tol, rtol=tol)
     # and ReinMax's gradient differs from Straight-Through's
@@ -550,7 +550,7 @@ def test_redge_saves_only_the_logits_whatever_n_steps(n_steps):
     logits = _logits((64, 1000)).requires_grad_()
     small = 64 * 8 + 4096  # the sampled ids; the generator state is not a saved tensor
     for cls in (ReDGE, ReinDGE):
-        saved = _saved_bytes(lambda: cls(n_steps=n_steps)(logits, generator=_gen()))
+        saved = _saved_bytes(lambda cls=cls: cls(n_steps=n_steps)(logits, generator=_gen()))
         assert saved <= logits.nbytes + small
     bf16 = logits.detach().bfloat16().requires_grad_()
     assert (
@@ -562,6 +562,6 @@ def test_redge_saves_less_than_the_reference_package():
     ref = pytest.importorskip("redge")
     logits = _logits((64, 1000)).requires_grad_()
     for n_steps in (3, 5):
-        ours = _saved_bytes(lambda: ReDGE(n_steps=n_steps)(logits, generator=_gen()))
-        theirs = _saved_bytes(lambda: ref.redge(logits, n_steps, 0.5))
+        ours = _saved_bytes(lambda n=n_steps: ReDGE(n_steps=n)(logits, generator=_gen()))
+        theirs = _saved_bytes(lambda n=n_steps: ref.redge(logits, n, 0.5))
         assert ours < theirs

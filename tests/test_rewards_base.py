@@ -147,13 +147,17 @@ def test_clipped_and_normalized(r1):
 
 # ----------------------------------------------------------------------------- validation
 def test_call_checks_structure_and_names_the_class(r1):
-    with pytest.raises(ValueError, match=r"Linear expects `x` of shape \(B, L, V\).*got shape \(5, 12\)"):
+    with pytest.raises(
+        ValueError, match=r"Linear expects `x` of shape \(B, L, V\).*got shape \(5, 12\)"
+    ):
         r1(soft()[0])
     with pytest.raises(ValueError, match=r"Linear has vocab_size=12 but `x` has 7 columns"):
         r1(soft(vocab=7))
     with pytest.raises(ValueError, match="floating-point `x`.*one_hot"):
         r1(torch.zeros(2, 3, V, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"`attention_mask` of shape \(B, L\) = \(3, 5\), got \(3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"`attention_mask` of shape \(B, L\) = \(3, 5\), got \(3, 4\)"
+    ):
         r1(soft(), attention_mask=torch.ones(3, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="integer or bool `attention_mask`"):
         r1(soft(), attention_mask=torch.ones(3, 5))
@@ -192,7 +196,9 @@ def test_validate_tolerance_follows_dtype(r1):
 
 def test_output_checks_name_the_class():
     x = soft()
-    with pytest.raises(ValueError, match=r"Bad.forward must return a tensor of shape \(B,\) = \(3,\), got \(3, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"Bad.forward must return a tensor of shape \(B,\) = \(3,\), got \(3, 1\)"
+    ):
         Bad(lambda x: x.sum((1, 2))[:, None])(x)
     with pytest.raises(ValueError, match="Bad returned non-finite scores"):
         Bad(lambda x: x.sum((1, 2)) / 0)(x)
@@ -235,7 +241,9 @@ def test_function_reward_text_skips_special_tokens(tiny_tokenizer):
     tok = tiny_tokenizer
     seen = []
     r = FunctionReward(lambda texts: seen.extend(texts) or [len(t) for t in texts], tok)
-    ids = tok(["the cat sat", "a dog"], padding=True, return_tensors="pt")["input_ids"]  # [CLS] ... [SEP] [PAD]
+    ids = tok(["the cat sat", "a dog"], padding=True, return_tensors="pt")[
+        "input_ids"
+    ]  # [CLS] ... [SEP] [PAD]
     x = one_hot(ids, len(tok))
     r(x)
     assert seen == ["the cat sat", "a dog"]
@@ -266,7 +274,9 @@ def test_token_set_reward_counts_and_gradient():
     mask = torch.tensor([[1, 1, 0, 0]])
     assert r(one_hot([[3, 3, 5, 5]]), attention_mask=mask).tolist() == [2.0]
     rn = TokenSetReward([3], vocab_size=V, normalize=True)
-    assert rn(one_hot([[3, 3, 5, 5]]), attention_mask=torch.tensor([[1, 1, 1, 0]])).tolist() == [pytest.approx(2 / 3)]
+    assert rn(one_hot([[3, 3, 5, 5]]), attention_mask=torch.tensor([[1, 1, 1, 0]])).tolist() == [
+        pytest.approx(2 / 3)
+    ]
     xg = soft(B=2, L=4, vocab=V, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(r.forward, (xg,))  # forward: __call__ returns float32
     xg.grad = None
@@ -312,7 +322,9 @@ def test_vader_lexicon_on_a_wordpiece_tokenizer(tiny_tokenizer):
     raw = rewards.vader_lexicon_scores(tok, normalize=False)
     torch.testing.assert_close(raw, 4 * scores)
     r = LexiconReward.from_vader(tok)
-    happy = tok(["i like it , good", "i hate it , bad"], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    happy = tok(
+        ["i like it , good", "i hate it , bad"], add_special_tokens=False, return_tensors="pt"
+    )["input_ids"]
     s = r(one_hot(happy, len(tok)))
     assert s[0] > 0 > s[1]
 
@@ -327,7 +339,9 @@ def solved_grid() -> torch.Tensor:
 
 def sudoku_reward(vocab=V, offset=0):
     # Sequence: `offset` other tokens, then 81 cells; digit d has token id d + 1 (id 1 = "1"...).
-    return SudokuReward(list(range(offset, offset + 81)), [d + 1 for d in range(1, 10)], vocab_size=vocab)
+    return SudokuReward(
+        list(range(offset, offset + 81)), [d + 1 for d in range(1, 10)], vocab_size=vocab
+    )
 
 
 def test_unit_matrix():

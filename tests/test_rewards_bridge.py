@@ -19,8 +19,14 @@ TARGET_VOCAB = (
 SOURCE_VOCAB = "[PAD] [UNK] [CLS] [SEP] [MASK] mat cat the a dog ##s sat on good bad .".split()
 
 CORPUS = " ".join(
-    ["the cat sat on the mat .", "the dog sat on the mat .", "a happy cat is not a sad dog .",
-     "the storm was very bad .", "i like the sea and i hate the storm ."] * 40
+    [
+        "the cat sat on the mat .",
+        "the dog sat on the mat .",
+        "a happy cat is not a sad dog .",
+        "the storm was very bad .",
+        "i like the sea and i hate the storm .",
+    ]
+    * 40
 )
 
 
@@ -38,7 +44,9 @@ def source_tok():
 def bpe_tok():
     """A byte-level BPE (GPT-2 style) tokenizer trained on CORPUS: whole words get one token."""
     bpe = tokenizers.ByteLevelBPETokenizer()
-    bpe.train_from_iterator([CORPUS], vocab_size=300, min_frequency=2, special_tokens=["<pad>"], show_progress=False)
+    bpe.train_from_iterator(
+        [CORPUS], vocab_size=300, min_frequency=2, special_tokens=["<pad>"], show_progress=False
+    )
     return transformers.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="<pad>")
 
 
@@ -53,8 +61,14 @@ def wordpiece_tok():
 def classifier_on(vocab_size):
     torch.manual_seed(0)
     cfg = transformers.BertConfig(
-        vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64, num_labels=2, initializer_range=0.5,
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=2,
+        initializer_range=0.5,
     )
     return transformers.BertForSequenceClassification(cfg)
 
@@ -79,8 +93,18 @@ def test_exact_bridged_reward_equals_target_reward(source_tok, target_tok):
     target_reward = SequenceClassifierReward(model, label=1, tokenizer=target_tok)
     bridged = BridgedReward(target_reward, VocabularyBridge(source_tok, target_tok))
     assert bridged.vocab_size == len(SOURCE_VOCAB) and bridged.fused
-    src_ids = source_tok(["the cat sat on the mat", "a dog sat"], add_special_tokens=False, padding=True, return_tensors="pt")
-    tgt_ids = target_tok(["the cat sat on the mat", "a dog sat"], add_special_tokens=False, padding=True, return_tensors="pt")
+    src_ids = source_tok(
+        ["the cat sat on the mat", "a dog sat"],
+        add_special_tokens=False,
+        padding=True,
+        return_tensors="pt",
+    )
+    tgt_ids = target_tok(
+        ["the cat sat on the mat", "a dog sat"],
+        add_special_tokens=False,
+        padding=True,
+        return_tensors="pt",
+    )
     x = F.one_hot(src_ids["input_ids"], len(SOURCE_VOCAB)).float()
     xt = F.one_hot(tgt_ids["input_ids"], len(TARGET_VOCAB)).float()
     mask = src_ids["attention_mask"]
@@ -90,7 +114,9 @@ def test_exact_bridged_reward_equals_target_reward(source_tok, target_tok):
     # Fused (packing x @ W[spelling]) and materialised paths agree, gradients too.
     slow = BridgedReward(target_reward, bridged.bridge, materialize=True)
     assert not slow.fused
-    xs = torch.randn(2, 6, len(SOURCE_VOCAB), generator=torch.Generator().manual_seed(1)).softmax(-1)
+    xs = torch.randn(2, 6, len(SOURCE_VOCAB), generator=torch.Generator().manual_seed(1)).softmax(
+        -1
+    )
     a, b = xs.clone().requires_grad_(), xs.clone().requires_grad_()
     bridged(a).sum().backward()
     slow(b).sum().backward()
@@ -110,7 +136,9 @@ def test_bpe_to_wordpiece_bridge_spells_tokens(bpe_tok, wordpiece_tok):
     x = F.one_hot(torch.tensor([src]), len(bpe_tok)).float()
     xt = bridge(x)
     mask = bridge.target_mask(x)
-    assert xt.shape == (1, len(src) * bridge.slots, len(wordpiece_tok)) and mask.shape == xt.shape[:2]
+    assert (
+        xt.shape == (1, len(src) * bridge.slots, len(wordpiece_tok)) and mask.shape == xt.shape[:2]
+    )
     torch.testing.assert_close(xt.sum(-1), torch.ones(xt.shape[:2]))
     kept = xt.argmax(-1)[mask.bool()].tolist()
     assert kept == wordpiece_tok(text, add_special_tokens=False)["input_ids"]
@@ -133,7 +161,9 @@ def test_bpe_word_pieces_spell_as_several_target_tokens(bpe_tok, wordpiece_tok):
 def test_approximate_bridged_reward_gradient_and_fused_path(bpe_tok, wordpiece_tok):
     bridge = VocabularyBridge(bpe_tok, wordpiece_tok, max_slots=3)
     assert bridge.slots == 3 and int(bridge.lengths.max()) <= 3
-    target_reward = SequenceClassifierReward(classifier_on(len(wordpiece_tok)), label=0, tokenizer=wordpiece_tok)
+    target_reward = SequenceClassifierReward(
+        classifier_on(len(wordpiece_tok)), label=0, tokenizer=wordpiece_tok
+    )
     fused = BridgedReward(target_reward, bridge)
     slow = BridgedReward(target_reward, bridge, materialize=True)
     x = torch.randn(2, 6, len(bpe_tok), generator=torch.Generator().manual_seed(0)).softmax(-1)

@@ -59,12 +59,16 @@ def test_sub_vocabulary_on_the_real_encoder(encoder, tok):
     full = EmbeddingSimilarityReward(encoder, tok, target_text="a storm at sea")
     r = EmbeddingSimilarityReward(encoder, tok, target_text="a storm at sea", sub_vocab_ids=sub)
     x_sub = x[..., sub]
-    torch.testing.assert_close(r(x_sub, attention_mask=mask), full(x, attention_mask=mask), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        r(x_sub, attention_mask=mask), full(x, attention_mask=mask), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_classifier_head_on_minilm(tok):
     torch.manual_seed(0)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(minilm.get_model_path(), num_labels=2)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        minilm.get_model_path(), num_labels=2
+    )
     r = SequenceClassifierReward(model, label=1, tokenizer=tok)
     texts = ["what a lovely day", "the storm broke the mast"]
     x, mask = batch(tok, texts)
@@ -77,6 +81,13 @@ def test_vader_lexicon_on_bert(tok):
     pytest.importorskip("vader")
     r = LexiconReward.from_vader(tok)
     assert int((r.scores != 0).sum()) == 2241  # single-token lexicon entries of BERT-uncased
-    x, mask = batch(tok, ["what a wonderful and happy day", "this is a terrible, sad disaster", "the meeting is at noon"])
+    x, mask = batch(
+        tok,
+        [
+            "what a wonderful and happy day",
+            "this is a terrible, sad disaster",
+            "the meeting is at noon",
+        ],
+    )
     s = r(x, attention_mask=mask)
     assert s[0] > 0 > s[1] and s[2] == 0

@@ -39,7 +39,12 @@ def tok():
 @pytest.fixture(scope="module")
 def classifier():
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(**BERT, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2})
+    cfg = transformers.BertConfig(
+        **BERT,
+        num_labels=3,
+        id2label={0: "neg", 1: "neu", 2: "pos"},
+        label2id={"neg": 0, "neu": 1, "pos": 2},
+    )
     return transformers.BertForSequenceClassification(cfg)
 
 
@@ -59,7 +64,13 @@ def mlm():
 def gpt2():
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(
-        vocab_size=V, n_embd=16, n_layer=1, n_head=2, n_positions=24, bos_token_id=CLS, eos_token_id=SEP,
+        vocab_size=V,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        n_positions=24,
+        bos_token_id=CLS,
+        eos_token_id=SEP,
         initializer_range=0.5,
     )
     return transformers.GPT2LMHeadModel(cfg)
@@ -85,7 +96,9 @@ RIGHT = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]
 
 def unpadded_scores(reward, ids, mask):
     """Score each row alone, without its padding."""
-    return torch.cat([reward(one_hot(row[m.bool()][None])) for row, m in zip(ids, mask)])
+    return torch.cat(
+        [reward(one_hot(row[m.bool()][None])) for row, m in zip(ids, mask, strict=True)]
+    )
 
 
 def assert_grad_reaches(reward, x, **kw):
@@ -105,7 +118,9 @@ def test_classifier_one_hot_equals_input_ids(classifier, tok):
     torch.testing.assert_close(r(one_hot(ids)), ref)
     assert ref.std() > 1e-3  # the scores differ between inputs
     logit = SequenceClassifierReward(classifier, label=2, tokenizer=tok, score="logit")
-    torch.testing.assert_close(logit(one_hot(ids)), classifier(input_ids=with_specials(ids)).logits[:, 2])
+    torch.testing.assert_close(
+        logit(one_hot(ids)), classifier(input_ids=with_specials(ids)).logits[:, 2]
+    )
 
 
 @pytest.mark.parametrize("mask", [LEFT, RIGHT], ids=["left", "right"])
@@ -310,7 +325,9 @@ class ScaledEmbedding(torch.nn.Embedding):
 
 def test_scaled_input_embeddings_are_honoured(tok):
     torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(transformers.BertConfig(**BERT, num_labels=2))
+    model = transformers.BertForSequenceClassification(
+        transformers.BertConfig(**BERT, num_labels=2)
+    )
     old = model.get_input_embeddings()
     new = ScaledEmbedding(V, 16)
     new.weight.data.copy_(old.weight.data)
@@ -326,14 +343,21 @@ def test_scaled_input_embeddings_are_honoured(tok):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_model_on_cuda_x_on_cpu(tok, dtype):
     torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(transformers.BertConfig(**BERT, num_labels=2)).to("cuda", dtype)
+    model = transformers.BertForSequenceClassification(
+        transformers.BertConfig(**BERT, num_labels=2)
+    ).to("cuda", dtype)
     r = SequenceClassifierReward(model, label=1, tokenizer=tok, sub_vocab_ids=list(range(5, V)))
     x = torch.randn(2, 6, V - 5).softmax(-1).requires_grad_()
     s = r(x, attention_mask=torch.tensor([[1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1]]))
     assert s.device.type == "cpu" and s.dtype == torch.float32
     s.sum().backward()
     assert x.grad.device.type == "cpu" and torch.isfinite(x.grad).all()
-    lm = LanguageModelReward(transformers.BertForMaskedLM(transformers.BertConfig(**BERT)).to("cuda", dtype), "masked", tok, pll_passes=2)
+    lm = LanguageModelReward(
+        transformers.BertForMaskedLM(transformers.BertConfig(**BERT)).to("cuda", dtype),
+        "masked",
+        tok,
+        pll_passes=2,
+    )
     s = lm(torch.randn(2, 6, V).softmax(-1))
     assert s.device.type == "cpu" and torch.isfinite(s).all()
 
@@ -357,4 +381,6 @@ def test_relaxed_embedding_lookup_path_is_exact_and_gradchecks():
         ((b @ wb) ** 2).sum().backward()
         torch.testing.assert_close(a.grad, b.grad)
         torch.testing.assert_close(wa.grad, wb.grad)
-    assert torch.autograd.gradcheck(RelaxedEmbedding.apply, (soft.clone().requires_grad_(), W.clone().requires_grad_()))
+    assert torch.autograd.gradcheck(
+        RelaxedEmbedding.apply, (soft.clone().requires_grad_(), W.clone().requires_grad_())
+    )

@@ -76,6 +76,7 @@ class _ReinMaxFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, uniforms: Tensor, tau: float):
+        ctx.set_materialize_grads(False)  # an unused output costs nothing in backward
         probs = torch.softmax(logits.to(compute_dtype(logits.dtype)), dim=-1)
         index = sample_from_probs(probs, uniforms)
         hard = one_hot(index, logits.shape[-1], logits.dtype)
@@ -87,6 +88,8 @@ class _ReinMaxFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_hard: Tensor | None, grad_soft: Tensor | None, _grad_index: Any):
+        if grad_hard is None and grad_soft is None:
+            return None, None, None
         logits, index = ctx.saved_tensors
         cdt = compute_dtype(logits.dtype)
         theta = logits.to(cdt)

@@ -86,30 +86,38 @@ def _default_generator(device: torch.device) -> torch.Generator | None:
     return None
 
 
-class _Noise:
-    """A standard normal draw that backward can reproduce bit for bit from the generator state
-    (falls back to keeping the tensor on devices without a known default generator)."""
+class _NoiseReplay:
+    """Reproduces a standard normal draw bit for bit from the generator state taken just before
+    it (or keeps the tensor on devices without a known default generator)."""
 
-    def __init__(
-        self,
+    def __init__(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> None:
+        self.shape, self.dtype, self.device = shape, dtype, device
+        self.state: Tensor | None = None
+        self.kept: Tensor | None = None
+
+    @classmethod
+    def draw(
+        cls,
         shape: torch.Size,
         dtype: torch.dtype,
         device: torch.device,
         generator: torch.Generator | None,
         replayable: bool,
-    ) -> None:
-        self.shape, self.dtype, self.device = shape, dtype, device
-        self.state: Tensor | None = None
-        self.kept: Tensor | None = None
+    ) -> tuple[_NoiseReplay | None, Tensor]:
+        """Draw N(0, I) of `shape`; also return a replay record when `replayable`."""
+        if not replayable:
+            return None, torch.randn(shape, generator=generator, dtype=dtype, device=device)
+        replay = cls(shape, dtype, device)
         source = generator if generator is not None else _default_generator(device)
-        if replayable and source is not None:
-            self.state = source.get_state()
-        self.first = torch.randn(shape, generator=generator, dtype=dtype, device=device)
-        if replayable and source is None:
-            self.kept = self.first.clone()
+        if source is not None:
+            replay.state = source.get_state()
+        z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+        if source is None:
+            replay.kept = z.clone()
+        return replay, z
 
-    def draw(self) -> Tensor:
-        """The noise again (a fresh tensor the caller may overwrite)."""
+    def again(self) -> Tensor:
+        """The same noise, as a fresh tensor the caller may overwrite."""
         if self.kept is not None:
             return self.kept.clone()
         g = torch.Generator(device=self.device)
@@ -153,17 +161,18 @@ class _ReDGEFunction(torch.autograd.Function):
         reinmax_last: bool,
         generator: torch.Generator | None,
     ):
+        ctx.set_materialize_grads(False)  # an unused output costs nothing in backward
         cdt = compute_dtype(logits.dtype)
         theta = logits.to(cdt)
         noise = None
         if sched.is_straight_through:
             soft = torch.softmax(theta, dim=-1)
         else:
-            noise = _Noise(
+            noise, z = _NoiseReplay.draw(
                 logits.shape, cdt, logits.device, generator, replayable=ctx.needs_input_grad[0]
             )
-            soft = _chain(theta, noise.first, sched, keep=None)
-            noise.first = None  # type: ignore[assignment]  # backward redraws it
+            soft = _chain(theta, z, sched, keep=None)  # overwrites z
+            del z
         index = sample_from_probs(soft, uniforms)
         hard = one_hot(index, logits.shape[-1], logits.dtype)
         ctx.save_for_backward(logits, index)
@@ -174,6 +183,8 @@ class _ReDGEFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_hard: Tensor | None, grad_soft: Tensor | None, _grad_index: Any):
+        if grad_hard is None and grad_soft is None:
+            return None, None, None, None, None
         logits, index = ctx.saved_tensors
         sched: Schedule = ctx.sched
         cdt = compute_dtype(logits.dtype)
@@ -182,7 +193,7 @@ class _ReDGEFunction(torch.autograd.Function):
         if ctx.noise is None:
             p1 = torch.softmax(theta, dim=-1)
         else:
-            p1 = _chain(theta, ctx.noise.draw(), sched, keep=kept)
+            p1 = _chain(theta, ctx.noise.again(), sched, keep=kept)
         del theta
         # Sum in the input dtype first, as autograd would accumulate the two uses of `soft`.
         if grad_hard is None:

@@ -34,8 +34,8 @@ def sample_from_probs(probs: Tensor, uniforms: Tensor) -> Tensor:
     rounding. Entries with probability 0 are never returned.
 
     Args:
-        probs (`torch.Tensor` of shape `(..., V)`): non-negative, float32 or float64, each row with a
-            positive sum.
+        probs (`torch.Tensor` of shape `(..., V)`): non-negative, float32 or float64, each row
+            with a positive sum.
         uniforms (`torch.Tensor` of shape `(...)`): float64 uniforms in [0, 1).
 
     Returns:

@@ -1,1 +1,64 @@
-"""Sudoku with a masked-diffusion prior: data, token layout, the shipped prior and the solver."""
+"""Sudoku with a masked-diffusion prior: data, token layout, the shipped prior and the solver.
+
+from redge_guidance.sudoku import SudokuSolver
+
+puzzle = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+SudokuSolver.from_pretrained().solve([puzzle]).solution_strings()
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# public name -> module that defines it (imported on first access)
+_LAZY = {
+    "SudokuSolver": "redge_guidance.sudoku.solver",
+    "SudokuResult": "redge_guidance.sudoku.solver",
+    "DEFAULT_PRIOR_PATH": "redge_guidance.sudoku.solver",
+    "default_guidance": "redge_guidance.sudoku.solver",
+    "solve_without_prior": "redge_guidance.sudoku.solver",
+    "puzzles_to_tensor": "redge_guidance.sudoku.solver",
+    "Puzzle": "redge_guidance.sudoku.data",
+    "PuzzleError": "redge_guidance.sudoku.data",
+    "parse_puzzle": "redge_guidance.sudoku.data",
+    "parse_puzzle_file": "redge_guidance.sudoku.data",
+    "generate_puzzles": "redge_guidance.sudoku.data",
+}
+
+__all__ = [
+    "DEFAULT_PRIOR_PATH",
+    "Puzzle",
+    "PuzzleError",
+    "SudokuResult",
+    "SudokuSolver",
+    "default_guidance",
+    "generate_puzzles",
+    "parse_puzzle",
+    "parse_puzzle_file",
+    "puzzles_to_tensor",
+    "solve_without_prior",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import Puzzle, PuzzleError, generate_puzzles, parse_puzzle, parse_puzzle_file
+    from .solver import (
+        DEFAULT_PRIOR_PATH,
+        SudokuResult,
+        SudokuSolver,
+        default_guidance,
+        puzzles_to_tensor,
+        solve_without_prior,
+    )
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'redge_guidance.sudoku' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
