@@ -56,6 +56,9 @@ TUNING_SEED = 777  # puzzles used to tune the settings (docs/sudoku.md); never i
 # inner budget of the cell (tuned on the tuning puzzles, see docs/sudoku.md).
 SAMPLER = {"num_inference_steps": 12, "order": "confidence"}
 DEFAULT_STEPS = SAMPLER["num_inference_steps"]
+# The shipped solver re-solves grids that still break a rule up to 4 times (tuned on the tuning
+# puzzles: 93.8% -> 96.9% solved). Cells from before restarts existed count as 0.
+DEFAULT_RESTARTS = 4
 NO_PRIOR = {"lr": 0.05}
 
 
@@ -78,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-prior-estimators", nargs="+", default=["straight_through", "redge"])
     p.add_argument(
         "--steps", type=int, default=SAMPLER["num_inference_steps"], help="denoising steps"
+    )
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=DEFAULT_RESTARTS,
+        help="re-solve invalid grids up to this many times (prior, guided, best-of-N)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="default 128 on CPU, 500 on CUDA")
     p.add_argument("--device", default="cpu")
@@ -102,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.out is None:
         root = Path(__file__).resolve().parent
         args.out = root / "results" if not args.quick else Path("runs/sudoku_quick")
+    if args.restarts < 0:
+        p.error(f"--restarts must be >= 0, got {args.restarts}")
     for name in ("n_puzzles", "threads", "steps", "large_puzzles", "large_seeds", "no_prior_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -203,7 +214,7 @@ def run_cell(cell: dict, model, puzzles, solutions, args, results) -> dict:
     P, S = puzzles[:n], solutions[:n]
     gen = torch.Generator().manual_seed(cell["seed"])
     bs = args.batch_size
-    sampler = {**SAMPLER, "num_inference_steps": args.steps}
+    sampler = {**SAMPLER, "num_inference_steps": args.steps, "restarts": cell["restarts"]}
     method = cell["method"]
     extra: dict = {}
     if method == "no_prior":
@@ -234,6 +245,7 @@ def run_cell(cell: dict, model, puzzles, solutions, args, results) -> dict:
     out.update({k: cell[k] for k in ("method", "estimator", "budget", "decode", "seed")}, **extra)
     out["device"] = device_name(args.device)
     out["steps"] = 1 if method == "no_prior" else args.steps
+    out["restarts"] = cell["restarts"]
     out["batch_size"] = bs
     return out
 
@@ -249,6 +261,7 @@ def best_of_n_size(cell: dict, results: dict) -> tuple[int, dict]:
         and r["n_puzzles"] == cell["n"]
         and r["device"] == cell["device"]
         and r.get("steps", DEFAULT_STEPS) == cell["steps"]
+        and r.get("restarts", 0) == cell["restarts"]
     ]
     if not guided:
         return 1, {"matched_to": None}
@@ -265,6 +278,7 @@ def best_of_n_size(cell: dict, results: dict) -> tuple[int, dict]:
         and r["n_puzzles"] == cell["n"]
         and r["device"] == cell["device"]
         and r.get("steps", DEFAULT_STEPS) == cell["steps"]
+        and r.get("restarts", 0) == cell["restarts"]
     ]
     per_sample = statistics.mean(single) if single else target
     n = max(1, round(target / per_sample))
@@ -298,6 +312,7 @@ def plan(args) -> list[dict]:
                     "n": n,
                     "device": dev,
                     "steps": 1 if method == "no_prior" else args.steps,
+                    "restarts": 0 if method == "no_prior" else args.restarts,
                 }
             )
 
@@ -352,13 +367,22 @@ def summarise(results: dict) -> list[dict]:
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in results["cells"].values():
         steps = r.get("steps", 1 if r["method"] == "no_prior" else DEFAULT_STEPS)
-        key = (r["method"], r["estimator"], r["budget"], r["n_puzzles"], r["device"], steps)
+        key = (
+            r["method"],
+            r["estimator"],
+            r["budget"],
+            r["n_puzzles"],
+            r["device"],
+            steps,
+            r.get("restarts", 0),
+        )
         groups.setdefault(key, {}).setdefault(r["decode"], []).append(r)
     order = {"prior": 0, "best_of_n": 1, "guided": 2, "no_prior": 3}
     rows = []
-    for (method, est, budget, n, dev, steps), by_decode in sorted(
+    for (method, est, budget, n, dev, steps, restarts), by_decode in sorted(
         groups.items(),
         key=lambda kv: (
+            kv[0][0] != "no_prior" and kv[0][6] != DEFAULT_RESTARTS,
             kv[0][5] != DEFAULT_STEPS and kv[0][0] != "no_prior",
             order[kv[0][0]],
             kv[0][2],
@@ -374,6 +398,7 @@ def summarise(results: dict) -> list[dict]:
             "n_puzzles": n,
             "device": dev,
             "steps": steps,
+            "restarts": restarts,
         }
         for decode, rs in by_decode.items():
             solved = [r["solved"] for r in rs]
@@ -390,15 +415,23 @@ def summarise(results: dict) -> list[dict]:
     return rows
 
 
-def winners(rows: list[dict]) -> dict[int, tuple[list[str], float]]:
-    """Per budget, the guided estimator(s) with the highest argmax solve rate; ties on the solve
-    rate are broken by fewer violations, and estimators tied on both are all listed."""
-    cands: dict[int, list[tuple[tuple[float, float], str, float]]] = {}
+def winners(rows: list[dict]) -> dict[tuple[int, int], tuple[list[str], float]]:
+    """Per (restarts, budget), the guided estimator(s) with the highest argmax solve rate on the
+    most puzzles run at that setting; ties on the solve rate are broken by fewer violations, and
+    estimators tied on both are all listed."""
+    most: dict[tuple[int, int], int] = {}
+    for r in rows:
+        if r["method"] == "guided" and "argmax" in r and r["steps"] == DEFAULT_STEPS:
+            k = (r["restarts"], r["budget"])
+            most[k] = max(most.get(k, 0), r["n_puzzles"])
+    cands: dict[tuple[int, int], list[tuple[tuple[float, float], str, float]]] = {}
     for r in rows:
         if r["method"] != "guided" or "argmax" not in r or r["steps"] != DEFAULT_STEPS:
             continue
+        if r["n_puzzles"] != most[(r["restarts"], r["budget"])]:
+            continue
         a = r["argmax"]
-        cands.setdefault(r["budget"], []).append(
+        cands.setdefault((r["restarts"], r["budget"]), []).append(
             ((round(a["solved"], 6), -round(a["violations"], 6)), r["estimator"], a["solved"])
         )
     out = {}
@@ -438,7 +471,9 @@ def write_markdown(results: dict, path: Path) -> None:
         f"Prior: the shipped `redge_guidance/assets/sudoku_prior` (ModernBERT, 4.0 M parameters).",
         "",
         f"Sampler: {meta['sampler']['num_inference_steps']} denoising steps, "
-        f"{meta['sampler']['order']} order (MaskGIT), no remasking. Guidance: "
+        f"{meta['sampler']['order']} order (MaskGIT), no remasking; `restarts` = grids that "
+        "still break a rule are solved again from their clues with fresh noise, up to that many "
+        "times (the shipped solver: 4; 0 = a single pass). Guidance: "
         f"Adam lr {meta['guidance']['lr']}, KL weight {meta['guidance']['kl_weight']}, "
         f"{meta['guidance']['num_relaxed_samples']} relaxed samples per inner step, each "
         "estimator at its default options ("
@@ -456,10 +491,11 @@ def write_markdown(results: dict, path: Path) -> None:
         "puzzles batched, mean over seeds and decodes (on a shared CPU it varies with the load, "
         "up to 3x between runs of the same cell).",
         "",
-        "| method | estimator | inner steps | denoising steps | puzzles × seeds (argmax / sample) "
+        "| method | estimator | inner steps | denoising steps | restarts "
+        "| puzzles × seeds (argmax / sample) "
         "| solved % (argmax) | solved % (sample) | violations (argmax / sample) "
         "| cell acc. % (argmax / sample) | s / puzzle | device |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         a, s = r.get("argmax"), r.get("sample")
@@ -478,12 +514,22 @@ def write_markdown(results: dict, path: Path) -> None:
             if (
                 r["method"] == "guided"
                 and r["steps"] == DEFAULT_STEPS
-                and est in win.get(budget, ([],))[0]
+                and est in win.get((r["restarts"], budget), ([],))[0]
+                and r["n_puzzles"]
+                == max(
+                    x["n_puzzles"]
+                    for x in rows
+                    if x["method"] == "guided"
+                    and x["restarts"] == r["restarts"]
+                    and x["budget"] == budget
+                    and x["steps"] == DEFAULT_STEPS
+                )
             ):
                 est = f"**{est}**"
         tsec = statistics.mean(d["seconds_per_puzzle"] for d in (a, s) if d)
         lines.append(
-            f"| {r['method']} | {est} | {budget_txt} | {r['steps']} | {r['n_puzzles']} × {seeds} | "
+            f"| {r['method']} | {est} | {budget_txt} | {r['steps']} | "
+            f"{r['restarts'] if r['method'] != 'no_prior' else '-'} | {r['n_puzzles']} × {seeds} | "
             f"{fmt_cell(a, 'solved')} | {fmt_cell(s, 'solved')} | "
             f"{fmt_cell(a, 'violations')} / {fmt_cell(s, 'violations')} | "
             f"{fmt_cell(a, 'cell_accuracy')} / {fmt_cell(s, 'cell_accuracy')} | {tsec:.3f} | "
@@ -491,13 +537,14 @@ def write_markdown(results: dict, path: Path) -> None:
         )
     lines += [
         "",
-        "Winner per inner budget (guided, argmax decode; ties broken by fewer violations): "
+        "Winner per inner budget (guided, argmax decode, the most puzzles run at that setting; "
+        "ties broken by fewer violations): "
         + "; ".join(
-            f"{b}: "
+            f"{b} inner steps, {rs} restarts: "
             + ", ".join(f"**{e}**" for e in es)
             + (" (tie)" if len(es) > 1 else "")
             + f" ({100 * s:.1f}%)"
-            for b, (es, s) in sorted(win.items())
+            for (rs, b), (es, s) in sorted(win.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
         )
         + ".",
         "",
@@ -532,24 +579,39 @@ def write_plot(results: dict, path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ests = sorted({r["estimator"] for r in rows if r["method"] == "guided"})
     budgets: set[int] = set()
-    for est in ests:
-        pts = sorted(
-            (r["budget"], 100 * r["argmax"]["solved"], r["n_puzzles"])
-            for r in rows
-            if r["method"] == "guided"
-            and r["estimator"] == est
-            and "argmax" in r
-            and r["steps"] == DEFAULT_STEPS
-        )
-        if pts:
-            budgets.update(p[0] for p in pts)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"guided, {est}")
+    colors = {est: f"C{i}" for i, est in enumerate(ests)}
+    for restarts, ls in ((DEFAULT_RESTARTS, "-"), (0, ":")):
+        for est in ests:
+            best: dict[int, tuple[int, float]] = {}  # budget -> (puzzles, solved %)
+            for r in rows:
+                if (
+                    r["method"] == "guided"
+                    and r["estimator"] == est
+                    and "argmax" in r
+                    and r["steps"] == DEFAULT_STEPS
+                    and r["restarts"] == restarts
+                    and r["n_puzzles"] >= best.get(r["budget"], (0, 0.0))[0]
+                ):
+                    best[r["budget"]] = (r["n_puzzles"], 100 * r["argmax"]["solved"])
+            pts = sorted((b, v[1]) for b, v in best.items())
+            if pts:
+                budgets.update(p[0] for p in pts)
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    marker="o" if ls == "-" else ".",
+                    ls=ls,
+                    lw=1.5 if ls == "-" else 0.8,
+                    color=colors[est],
+                    label=f"guided, {est}" + ("" if ls == "-" else " (single pass)"),
+                )
     for r in rows:  # mark the subset runs
         if (
             r["method"] == "guided"
             and "argmax" in r
             and r["n_puzzles"] != main_n
             and r["steps"] == DEFAULT_STEPS
+            and r["restarts"] == DEFAULT_RESTARTS
         ):
             y = 100 * r["argmax"]["solved"]
             ax.annotate(
@@ -566,6 +628,7 @@ def write_plot(results: dict, path: Path) -> str | None:
             and "argmax" in r
             and r["n_puzzles"] == main_n
             and r["steps"] in (1, DEFAULT_STEPS)
+            and r["restarts"] in (0 if r["method"] == "no_prior" else DEFAULT_RESTARTS,)
         ):
             color, ls = styles[r["method"]]
             if r["method"] == "no_prior" and r["estimator"] != "straight_through":
@@ -579,6 +642,7 @@ def write_plot(results: dict, path: Path) -> str | None:
         and "sample" in r
         and r["n_puzzles"] == main_n
         and r["steps"] == DEFAULT_STEPS
+        and r["restarts"] == DEFAULT_RESTARTS
     )
     if bon:
         ax.plot(
@@ -595,7 +659,9 @@ def write_plot(results: dict, path: Path) -> str | None:
         ax.minorticks_off()
     ax.set_xlabel("inner Adam steps per denoising step")
     ax.set_ylabel("puzzles solved (%, argmax decode)")
-    ax.set_title(f"Sudoku, shipped prior + guidance ({main_n} test puzzles)")
+    ax.set_title(
+        f"Sudoku, shipped prior + guidance ({main_n} test puzzles, {DEFAULT_RESTARTS} restarts)"
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -677,6 +743,8 @@ def main(argv: list[str] | None = None) -> None:
             key += f"|{cell['device']}"
             if args.steps != DEFAULT_STEPS:
                 key += f"|steps={args.steps}"
+            if cell["restarts"]:
+                key += f"|restarts={cell['restarts']}"
             if key in results["cells"] and not args.force:
                 continue
             if args.time_limit is not None and time.time() - start > args.time_limit:

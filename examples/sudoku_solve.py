@@ -56,6 +56,13 @@ def parse_args(argv=None):
         help="relaxation: straight_through (default), gumbel_softmax, reinmax, redge, reindge, "
         "redge_cov",
     )
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=4,
+        help="re-solve grids that still break a rule up to this many times (default 4; 0 = one "
+        "pass; ignored with --no-prior)",
+    )
     p.add_argument("--no-prior", action="store_true", help="optimise the logits directly, no prior")
     p.add_argument("--batch-size", type=int, default=256, help="puzzles per batch (default 256)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -74,6 +81,9 @@ def main(argv=None) -> int:
 
     if args.threads < 1:
         print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    if args.restarts < 0:
+        print(f"error: --restarts must be >= 0, got {args.restarts}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     if not os.path.isfile(args.puzzles):
@@ -120,6 +130,7 @@ def main(argv=None) -> int:
                 solver = SudokuSolver.from_pretrained(
                     guidance=guidance,
                     num_inference_steps=12 if args.steps is None else args.steps,
+                    restarts=args.restarts,
                     device=args.device,
                 )
                 result = solver.solve(

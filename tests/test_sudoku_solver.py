@@ -93,6 +93,26 @@ def test_solver_is_reproducible_with_a_seeded_generator():
     assert all(a.consistent)  # clues are never changed
 
 
+def test_restarts_only_re_solve_invalid_grids_and_never_make_them_worse():
+    # The prior alone in 3 denoising steps with sampled commits: one pass leaves rule breaks.
+    puzzles = torch.tensor([p for p, _ in easy_pairs(8, seed=15, clues=32)])
+    kwargs = {"guidance": None, "decode": "sample", "num_inference_steps": 3}
+    one = SudokuSolver.from_pretrained(restarts=0, **kwargs).solve(
+        puzzles, generator=torch.Generator().manual_seed(0)
+    )
+    more = SudokuSolver.from_pretrained(restarts=6, **kwargs).solve(
+        puzzles, generator=torch.Generator().manual_seed(0)
+    )
+    assert 0 < sum(one.solved) < 8  # the first pass solved some, not all
+    for i in range(8):
+        assert more.violations[i] <= one.violations[i]
+        if one.solved[i]:  # valid grids are kept as they were
+            assert torch.equal(more.solutions[i], one.solutions[i])
+    assert sum(more.solved) > sum(one.solved)
+    with pytest.raises(ValueError, match="`restarts` must be an integer >= 0, got -1"):
+        SudokuSolver(None, restarts=-1)
+
+
 def test_no_prior_solves_easy_puzzles():
     pairs = easy_pairs(4, seed=13, clues=50)
     result = solve_without_prior(

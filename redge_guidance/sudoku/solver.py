@@ -325,6 +325,10 @@ class SudokuSolver:
         decode (`"argmax"` or `"sample"`): how the scheduler reads a cell from the (guided)
             logits: their argmax, or a draw from their softmax at ``temperature``.
         temperature (`float`): sampling temperature of ``decode="sample"``.
+        restarts (`int`): grids that still break a rule after the denoising pass are solved
+            again from their clues (every blank cell masked again, fresh noise), up to this many
+            times; the first valid grid is kept, else the one with the fewest violations. Only
+            the failing grids pay for it. 0 = a single pass.
         device (`str` or `torch.device`): where the model and the sampling run.
     """
 
@@ -339,6 +343,7 @@ class SudokuSolver:
         remask_eta: float = 0.05,
         decode: Literal["argmax", "sample"] = "argmax",
         temperature: float = 1.0,
+        restarts: int = 4,
         device: str | torch.device = "cpu",
     ):
         from pipelines import MaskedDiffusionPipeline
@@ -352,6 +357,11 @@ class SudokuSolver:
                 "Use `default_guidance()` or `GuidanceConfig(...)`; None runs the prior alone."
             )
         _check_positive_int("num_inference_steps", num_inference_steps, "12")
+        if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 0:
+            raise ValueError(
+                f"`restarts` must be an integer >= 0, got {restarts!r}. Use e.g. `restarts=4`, "
+                "or 0 for a single denoising pass per puzzle."
+            )
         if order not in _ORDERS:
             raise ValueError(f"`order` must be one of {list(_ORDERS)}, got {order!r}.")
         if decode not in _DECODES:
@@ -392,8 +402,10 @@ class SudokuSolver:
             else None
         )
         self.num_inference_steps = num_inference_steps
+        self.restarts = restarts
         self.settings = {
             "num_inference_steps": num_inference_steps,
+            "restarts": restarts,
             "order": order,
             "remask": remask,
             "remask_eta": remask_eta,
@@ -414,6 +426,7 @@ class SudokuSolver:
         remask_eta: float = 0.05,
         decode: Literal["argmax", "sample"] = "argmax",
         temperature: float = 1.0,
+        restarts: int = 4,
         device: str | torch.device = "cpu",
     ) -> SudokuSolver:
         """Load a prior (default: the shipped one) and build a solver around it.
@@ -423,8 +436,8 @@ class SudokuSolver:
                 with the Sudoku vocabulary; None = ``DEFAULT_PRIOR_PATH``.
             guidance (`GuidanceConfig`, `"default"` or None): `"default"` =
                 :func:`default_guidance`; None = the prior alone (unguided).
-            num_inference_steps, order, remask, remask_eta, decode, temperature, device: see the
-                class docstring.
+            num_inference_steps, order, remask, remask_eta, decode, temperature, restarts,
+                device: see the class docstring.
         """
         if isinstance(guidance, str):
             if guidance != "default":
@@ -448,6 +461,7 @@ class SudokuSolver:
             remask_eta=remask_eta,
             decode=decode,
             temperature=temperature,
+            restarts=restarts,
             device=dev,
         )
 
@@ -526,11 +540,45 @@ class SudokuSolver:
             output_type="ids",
         )
         seqs = out.sequences  # (b * num_samples, 163), rows grouped per puzzle
+        if self.restarts:
+            seqs = self._restart(seqs, ids.repeat_interleave(num_samples, dim=0), generator)
         one_hot = torch.nn.functional.one_hot(seqs, sl.VOCAB_SIZE).float()
         reward = self.reward(one_hot).view(b, num_samples)  # (b, S)
         best = reward.argmax(dim=1)  # (b,) first best on ties
         rows = torch.arange(b, device=seqs.device) * num_samples + best
         return sl.decode_solutions(seqs[rows]).cpu(), reward.max(dim=1).values.cpu()
+
+    def _restart(
+        self, seqs: torch.Tensor, start: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Solve the invalid grids of `seqs` again from `start`, up to `restarts` times."""
+        from rewards import sudoku_violations
+
+        seqs = seqs.clone()
+        viol = sudoku_violations(sl.decode_solutions(seqs))
+        for _ in range(self.restarts):
+            rows = (viol > 0).nonzero().flatten()
+            if rows.numel() == 0:
+                break
+            # A fresh generator per round: the same one would replay the guidance noise (the hook
+            # seeds from `generator.initial_seed()`), so a restart would repeat the failure.
+            gen = None
+            if generator is not None:
+                seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+                gen = torch.Generator().manual_seed(seed)
+            out = self.pipeline(
+                input_ids=start[rows],
+                fixed_mask=start[rows] != sl.MASK_ID,
+                num_inference_steps=self.num_inference_steps,
+                guidance=self.guidance,
+                generator=gen,
+                output_type="ids",
+            )
+            new = sudoku_violations(sl.decode_solutions(out.sequences))
+            better = new < viol[rows]
+            seqs[rows[better]] = out.sequences[better]
+            viol[rows[better]] = new[better]
+        return seqs
 
 
 def solve_without_prior(
@@ -578,7 +626,13 @@ def solve_without_prior(
         record_rewards=False,
     )
     solver = SudokuSolver(
-        None, guidance=config, num_inference_steps=1, order="random", decode="argmax", device=device
+        None,
+        guidance=config,
+        num_inference_steps=1,
+        order="random",
+        decode="argmax",
+        restarts=0,
+        device=device,
     )
     result = solver.solve(puzzles, generator=generator, batch_size=batch_size)
     result.extras["settings"] = {"no_prior": True, **solver.settings}
