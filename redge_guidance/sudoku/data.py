@@ -166,9 +166,7 @@ def generate_puzzles(
     return pairs
 
 
-def make_splits(
-    n_train: int, n_val: int, n_test: int, seed: int = 0
-) -> dict[str, list[list[int]]]:
+def make_splits(n_train: int, n_val: int, n_test: int, seed: int = 0) -> dict[str, list[list[int]]]:
     """Disjoint train / validation / test grid sets (no grid appears in two splits)."""
     grids = generate_grids(n_train + n_val + n_test, seed)
     return {
@@ -231,13 +229,15 @@ class Puzzle:
 
 
 def parse_puzzle(line: str) -> Puzzle:
-    """Parse one 81-character puzzle (`0` or `.` for blanks); raises `PuzzleError` with the reason."""
+    """Parse one 81-character puzzle (`0` or `.` for blanks); raise `PuzzleError` if invalid."""
     text = line.strip()
     if len(text) != 81:
         raise PuzzleError(f"expected 81 characters, got {len(text)}")
     bad = sorted({ch for ch in text if ch not in "0123456789."})
     if bad:
-        raise PuzzleError(f"invalid characters {''.join(bad)!r}; use digits 1-9 and 0 or . for blanks")
+        raise PuzzleError(
+            f"invalid characters {''.join(bad)!r}; use digits 1-9 and 0 or . for blanks"
+        )
     cells = [0 if ch == "." else int(ch) for ch in text]
     for k, u in enumerate(_UNITS):
         seen: dict[int, int] = {}
