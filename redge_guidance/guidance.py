@@ -291,9 +291,18 @@ class GuidanceConfig:
         return self.guide_start <= frac < self.guide_stop and step % self.guide_every == 0
 
 
-def _private_seed(source_seed: int, step: int, num_steps: int, call_index: int) -> int:
+def _generator_key(generator: torch.Generator | None) -> str:
+    """The caller's seed and current stream position, read without drawing from it."""
+    if generator is None:
+        return str(torch.initial_seed())
+    state = generator.get_state().cpu().numpy().tobytes()
+    position = hashlib.blake2b(state, digest_size=8).hexdigest()
+    return f"{generator.initial_seed()}@{position}"
+
+
+def _private_seed(source_key: str, step: int, num_steps: int, call_index: int) -> int:
     """63-bit seed derived from the caller's seed without drawing from the caller's generator."""
-    key = f"redge-guidance/{source_seed}/{step}/{num_steps}/{call_index}".encode()
+    key = f"redge-guidance/{source_key}/{step}/{num_steps}/{call_index}".encode()
     digest = hashlib.blake2b(key, digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
@@ -353,10 +362,12 @@ class RewardGuidance:
     - unguided calls (outside the guided range, no editable position, ``n_opt_steps=0``) return
       ``logits`` itself and draw no random numbers;
     - the hook never draws from the caller's ``generator``: its noise comes from a private
-      generator seeded with a hash of ``(generator.initial_seed(), step, num_steps, calls since
-      reset())`` (``torch.initial_seed()`` when ``generator`` is None), so the scheduler's own
-      draws are the same as in the unguided run and one seeded generator reproduces a whole
-      guided generation. Pipelines call :meth:`reset` at the start of each generation.
+      generator seeded with a hash of ``(generator.initial_seed()``, the generator's state at the
+      first call since :meth:`reset`, ``step, num_steps, calls since reset())``
+      (``torch.initial_seed()`` when ``generator`` is None). So the scheduler's own draws are the
+      same as in the unguided run, one seeded generator reproduces a whole guided generation, and
+      a second generation with the same (advanced) generator gets fresh guidance noise. Pipelines
+      call :meth:`reset` at the start of each generation.
     - half-precision logits are optimised in ``optimize_dtype`` (float32) and returned in their
       own dtype.
 
@@ -435,6 +446,7 @@ class RewardGuidance:
         self.estimator = config.build_estimator()
         self.trace: list[dict[str, Any]] = []
         self._calls = 0
+        self._source_key = ""  # the caller's seed and stream position, set at the first call
         self._prev: dict[str, Any] | None = None  # warm-start state (detached)
 
     def __repr__(self) -> str:
@@ -505,7 +517,8 @@ class RewardGuidance:
             step (`int`): 0-based denoising step index, ``0 <= step < num_steps``.
             num_steps (`int`): total denoising steps.
             generator (`torch.Generator`, *optional*): the caller's generator; only its
-                ``initial_seed()`` is read (see the class docstring).
+                ``initial_seed()`` and, at the first call after :meth:`reset`, its state are read
+                (see the class docstring).
             attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 = real token,
                 0 = padding; passed on to the reward.
 
@@ -516,6 +529,8 @@ class RewardGuidance:
         self._check_inputs(logits, sample, editable, step, num_steps, generator, attention_mask)
         call_index = self._calls
         self._calls += 1
+        if call_index == 0:  # where the caller's stream stands at the start of this generation
+            self._source_key = _generator_key(generator)
         cfg = self.config
         reason = ""
         if cfg.n_opt_steps == 0:
@@ -529,8 +544,7 @@ class RewardGuidance:
             self._record(stats)
             return logits
 
-        source_seed = generator.initial_seed() if generator is not None else torch.initial_seed()
-        seed = _private_seed(source_seed, step, num_steps, call_index)
+        seed = _private_seed(self._source_key, step, num_steps, call_index)
         start = time.perf_counter()
         # Hosts run under no_grad (or inference_mode): re-enable autograd locally.
         with torch.inference_mode(False), torch.enable_grad():

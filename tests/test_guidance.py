@@ -137,6 +137,29 @@ def test_guidance_raises_reward_in_pipeline(pipe, target_reward):
     assert torch.equal(out.sequences[:, :2], ids[:, :2])
 
 
+def test_one_generator_reproduces_and_a_second_call_gets_fresh_guidance_noise(
+    pipe, target_reward
+):
+    # The hook's private noise is keyed on the caller's seed *and* where its stream stands, so:
+    # same seed -> same guided run; the same generator object used again -> new noise (as the
+    # scheduler's own draws are new), never a replay of the first run's relaxation noise.
+    ids = _prompt_ids()
+    guidance = RewardGuidance(target_reward, lr=0.5, kl_weight=0.2, n_opt_steps=3)
+
+    def run(g):
+        out = pipe(
+            input_ids=ids, num_inference_steps=6, guidance=guidance, generator=g, output_type="ids"
+        )
+        return out.sequences, [s["seed"] for s in out.trace]
+
+    g = torch.Generator().manual_seed(7)
+    first, seeds_first = run(g)
+    second, seeds_second = run(g)  # the same, advanced generator
+    again, seeds_again = run(torch.Generator().manual_seed(7))
+    assert torch.equal(first, again) and seeds_first == seeds_again
+    assert not set(seeds_first) & set(seeds_second)
+
+
 def test_n_opt_steps_zero_reproduces_unguided_exactly(pipe, target_reward):
     ids = _prompt_ids()
     for seed in (0, 1):

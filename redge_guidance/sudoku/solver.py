@@ -560,8 +560,8 @@ class SudokuSolver:
             rows = (viol > 0).nonzero().flatten()
             if rows.numel() == 0:
                 break
-            # A fresh generator per round: the same one would replay the guidance noise (the hook
-            # seeds from `generator.initial_seed()`), so a restart would repeat the failure.
+            # A generator per round, seeded from the caller's: each round draws new noise for the
+            # scheduler and the guidance, and the whole call stays reproducible from one seed.
             gen = None
             if generator is not None:
                 seed = int(torch.randint(0, 2**62, (1,), generator=generator))
