@@ -2,6 +2,9 @@
 
     python examples/sudoku_solve.py puzzles.txt --output solutions.txt
 
+The same as `redge-guidance sudoku puzzles.txt --output solutions.txt` (this script runs that
+sub-command, `redge_guidance/cli/sudoku.py`, from a checkout); `--help` lists the options.
+
 Input: one puzzle per line, 81 characters, digits 1-9 for clues and `0` or `.` for blanks. Blank
 lines and lines starting with `#` are skipped.
 
@@ -18,151 +21,18 @@ and written), 2 for a usage error (missing file, bad option).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Output format: one line per input line (solution, '# error: REASON', or the copied "
-        "blank/comment line). Exit status 1 when some puzzle line was bad.",
-    )
-    p.add_argument("puzzles", help="file with one 81-character puzzle per line ('0' or '.' blanks)")
-    p.add_argument("--output", required=True, help="where to write one 81-digit solution per line")
-    p.add_argument("--seed", type=int, default=0, help="seed of the whole run (default 0)")
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="denoising steps (prior calls); default 12 (ignored with --no-prior)",
-    )
-    p.add_argument(
-        "--n-opt-steps",
-        type=int,
-        default=None,
-        help="Adam steps of the guidance per denoising step (default 20; 0 = the prior alone), "
-        "or in total with --no-prior (default 2000)",
-    )
-    p.add_argument(
-        "--estimator",
-        default=None,
-        help="relaxation: straight_through (default), gumbel_softmax, reinmax, redge, reindge, "
-        "redge_cov",
-    )
-    p.add_argument(
-        "--restarts",
-        type=int,
-        default=4,
-        help="re-solve grids that still break a rule up to this many times (default 4; 0 = one "
-        "pass; ignored with --no-prior)",
-    )
-    p.add_argument("--no-prior", action="store_true", help="optimise the logits directly, no prior")
-    p.add_argument("--batch-size", type=int, default=256, help="puzzles per batch (default 256)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, only errors and summary")
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
+    from redge_guidance.cli import main as cli_main
 
-    from redge_guidance.sudoku.data import Puzzle, parse_puzzle_file
-    from redge_guidance.sudoku.solver import SudokuSolver, default_guidance, solve_without_prior
-
-    if args.threads < 1:
-        print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return 2
-    if args.restarts < 0:
-        print(f"error: --restarts must be >= 0, got {args.restarts}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    if not os.path.isfile(args.puzzles):
-        print(f"error: puzzle file {args.puzzles!r} does not exist", file=sys.stderr)
-        return 2
-    with open(args.puzzles, encoding="utf-8") as fh:
-        lines = [line.rstrip("\n") for line in fh]  # the numbering of parse_puzzle_file
-    parsed = parse_puzzle_file(args.puzzles)
-
-    out_lines = list(lines)  # blank and comment lines are copied as they are
-    good: list[tuple[int, Puzzle]] = []
-    n_bad = 0
-    for n, item in parsed:
-        if isinstance(item, Puzzle):
-            good.append((n, item))
-        else:
-            n_bad += 1
-            out_lines[n - 1] = f"# error: {item}"
-            print(f"line {n}: {item}", file=sys.stderr)
-
-    start = time.perf_counter()
-    solved_lines: list[int] = []
-    unsolved_lines: list[int] = []
-    mean_viol = 0.0
-    if good:
-        generator = torch.Generator().manual_seed(args.seed)
-        puzzles = [p for _, p in good]
-        try:
-            if args.no_prior:
-                result = solve_without_prior(
-                    puzzles,
-                    estimator=args.estimator or "straight_through",
-                    n_steps=2000 if args.n_opt_steps is None else args.n_opt_steps,
-                    generator=generator,
-                    batch_size=args.batch_size,
-                    device=args.device,
-                )
-            else:
-                n_opt = 20 if args.n_opt_steps is None else args.n_opt_steps
-                overrides = {"n_opt_steps": n_opt}
-                if args.estimator:
-                    overrides["estimator"] = args.estimator
-                guidance = default_guidance(**overrides) if n_opt > 0 else None
-                solver = SudokuSolver.from_pretrained(
-                    guidance=guidance,
-                    num_inference_steps=12 if args.steps is None else args.steps,
-                    restarts=args.restarts,
-                    device=args.device,
-                )
-                result = solver.solve(
-                    puzzles,
-                    generator=generator,
-                    batch_size=args.batch_size,
-                    progress=not args.quiet,
-                )
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        for (n, _), grid, ok in zip(good, result.solution_strings(), result.solved, strict=True):
-            out_lines[n - 1] = grid
-            (solved_lines if ok else unsolved_lines).append(n)
-        mean_viol = result.mean_violations
-
-    Path(args.output).write_text("".join(line + "\n" for line in out_lines), encoding="utf-8")
-    seconds = time.perf_counter() - start
-    total = len(good)
-    summary = (
-        f"solved {len(solved_lines)}/{total} puzzles"
-        + (f" ({len(solved_lines) / total:.1%})" if total else "")
-        + f", {mean_viol:.2f} violations per grid, {seconds:.1f} s"
-        + (f"; {n_bad} bad line(s) skipped" if n_bad else "")
-    )
-    print(summary, file=sys.stderr)
-    if unsolved_lines:
-        shown = ", ".join(map(str, unsolved_lines[:20])) + (
-            " ..." if len(unsolved_lines) > 20 else ""
-        )
-        print(f"not solved (grid written anyway): line(s) {shown}", file=sys.stderr)
-    return 1 if n_bad else 0
+    return cli_main(["sudoku", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -137,9 +137,7 @@ def test_guidance_raises_reward_in_pipeline(pipe, target_reward):
     assert torch.equal(out.sequences[:, :2], ids[:, :2])
 
 
-def test_one_generator_reproduces_and_a_second_call_gets_fresh_guidance_noise(
-    pipe, target_reward
-):
+def test_one_generator_reproduces_and_a_second_call_gets_fresh_guidance_noise(pipe, target_reward):
     # The hook's private noise is keyed on the caller's seed *and* where its stream stands, so:
     # same seed -> same guided run; the same generator object used again -> new noise (as the
     # scheduler's own draws are new), never a replay of the first run's relaxation noise.

@@ -103,11 +103,18 @@ def test_sudoku_command_solves_a_puzzle_file(tmp_path):
         r"^```bash\n(.*?)\n```", section("Sudoku in one command"), flags=re.M | re.S
     )
     argv = shlex.split(cmd)
-    assert argv[1:] == ["examples/sudoku_solve.py", "puzzles.txt", "--output", "solutions.txt"]
+    assert argv == [
+        ".venv/bin/redge-guidance",
+        "sudoku",
+        "puzzles.txt",
+        "--output",
+        "solutions.txt",
+    ]
     pairs = sd.generate_puzzles(2, seed=5, min_clues=40, max_clues=40)
     (tmp_path / "puzzles.txt").write_text("".join(sd.grid_to_str(p) + "\n" for p, _ in pairs))
+    script = Path(sys.executable).with_name("redge-guidance")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / argv[1]), *argv[2:], "--quiet"],
+        [str(script), *argv[1:], "--quiet"],
         cwd=tmp_path,
         env=env(),
         capture_output=True,
@@ -137,9 +144,15 @@ def test_cli_examples_run_with_fast_settings(tmp_path, monkeypatch):
             build_parser().parse_args(args)
             continue
         assert argv[0] == "redge-guidance"
+        if argv[1] == "sudoku":
+            from redge_guidance.sudoku import data as sd
+
+            pairs = sd.generate_puzzles(2, seed=6, min_clues=40, max_clues=40)
+            Path(argv[2]).write_text("".join(sd.grid_to_str(p) + "\n" for p, _ in pairs))
+            argv += ["--steps", "4", "--n-opt-steps", "2", "--quiet"]
         assert main(argv[1:] + (FAST if argv[1] == "generate" else [])) == 0, line
         ran += 1
         if "--output" in argv:
             out = tmp_path / argv[argv.index("--output") + 1]
             assert out.exists() and out.read_text().count("\n") >= 1
-    assert ran == 3
+    assert ran == 4

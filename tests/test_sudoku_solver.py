@@ -198,3 +198,15 @@ def test_cli_reports_bad_lines_and_solves_the_rest(tmp_path):
     assert "line 5: invalid characters" in proc.stderr
     assert "line 6: contradictory clues" in proc.stderr
     assert "solved 2/2 puzzles" in proc.stderr
+
+
+def test_sudoku_subcommand_usage_errors_exit_2_before_any_work(tmp_path, capsys):
+    from redge_guidance.cli import main
+
+    assert main(["sudoku", str(tmp_path / "missing.txt"), "--output", "x.txt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "puzzle file" in err[0] and "does not exist" in err[0]
+    (tmp_path / "p.txt").write_text("." * 81 + "\n")
+    assert main(["sudoku", str(tmp_path / "p.txt"), "--output", "x.txt", "--restarts", "-1"]) == 2
+    assert "--restarts: expected an integer >= 0, got '-1'" in capsys.readouterr().err
+    assert not (tmp_path / "x.txt").exists()

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from . import env as _env
 from . import generate as _generate
+from . import sudoku as _sudoku
 from .io import UsageError
 
 __all__ = ["main", "build_parser", "format_reference", "UsageError"]
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (_generate, _env):
+    for module in (_generate, _sudoku, _env):
         module.add_parser(sub)
     return parser
 

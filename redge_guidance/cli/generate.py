@@ -26,6 +26,7 @@ from typing import Any
 from .io import (
     JsonlWriter,
     UsageError,
+    int_at_least,
     merge_shards,
     read_prompts,
     read_rows,
@@ -154,24 +155,8 @@ default sentiment:positive.
 e.g. --reward sentiment:positive=1.0 --reward fluency=0.3"""
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: an integer >= `minimum`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_nonneg_int = _int_at_least(0)
+_positive_int = int_at_least(1)
+_nonneg_int = int_at_least(0)
 
 
 def _length(text: str) -> int:

@@ -21,6 +21,8 @@ from typing import Any
 
 __all__ = [
     "PROMPT_FILE_FORMATS",
+    "UsageError",
+    "int_at_least",
     "JsonlWriter",
     "merge_shards",
     "read_prompts",
@@ -44,6 +46,23 @@ _DEFAULT_COLUMNS = ("prompt", "text")
 
 class UsageError(ValueError):
     """Bad command-line input: the CLI prints the message as one line and exits with code 2."""
+
+
+def int_at_least(minimum: int):
+    """An argparse `type`: an integer >= `minimum` (else a one-line usage error)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 # --------------------------------------------------------------------------------- prompts
