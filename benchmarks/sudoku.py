@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_RESTARTS,
         help="re-solve invalid grids up to this many times (prior, guided, best-of-N)",
     )
+    p.add_argument(
+        "--best-of-n-size",
+        type=int,
+        default=None,
+        help="fixed N for best-of-N (default: N matched to the guided run's wall time)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="default 128 on CPU, 500 on CUDA")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
@@ -236,7 +242,10 @@ def run_cell(cell: dict, model, puzzles, solutions, args, results) -> dict:
         )
         num_samples = 1
         if method == "best_of_n":
-            num_samples, extra = best_of_n_size(cell, results)
+            if cell.get("fixed_n"):
+                num_samples, extra = cell["fixed_n"], {"matched_to": "fixed N"}
+            else:
+                num_samples, extra = best_of_n_size(cell, results)
         res = solver.solve(
             P, generator=gen, batch_size=max(1, bs // num_samples), num_samples=num_samples
         )
@@ -313,6 +322,11 @@ def plan(args) -> list[dict]:
                     "device": dev,
                     "steps": 1 if method == "no_prior" else args.steps,
                     "restarts": 0 if method == "no_prior" else args.restarts,
+                    **(
+                        {"fixed_n": args.best_of_n_size}
+                        if method == "best_of_n" and args.best_of_n_size
+                        else {}
+                    ),
                 }
             )
 
@@ -375,11 +389,12 @@ def summarise(results: dict) -> list[dict]:
             r["device"],
             steps,
             r.get("restarts", 0),
+            r.get("num_samples", 1) if r.get("matched_to") == "fixed N" else 0,
         )
         groups.setdefault(key, {}).setdefault(r["decode"], []).append(r)
     order = {"prior": 0, "best_of_n": 1, "guided": 2, "no_prior": 3}
     rows = []
-    for (method, est, budget, n, dev, steps, restarts), by_decode in sorted(
+    for (method, est, budget, n, dev, steps, restarts, fixed_n), by_decode in sorted(
         groups.items(),
         key=lambda kv: (
             section(kv[0][0], kv[0][5], kv[0][6])[0],
@@ -399,6 +414,7 @@ def summarise(results: dict) -> list[dict]:
             "device": dev,
             "steps": steps,
             "restarts": restarts,
+            "fixed_n": fixed_n,
         }
         for decode, rs in by_decode.items():
             solved = [r["solved"] for r in rs]
@@ -520,7 +536,7 @@ def write_markdown(results: dict, path: Path) -> None:
         budget = r["budget"]
         if r["method"] == "best_of_n":
             est = f"N = {s['num_samples'] if s else '?'}"
-            budget_txt = f"time of {budget}"
+            budget_txt = "fixed N" if r.get("fixed_n") else f"time of {budget}"
         elif r["method"] == "prior":
             est, budget_txt = "-", "0"
         else:
@@ -618,7 +634,8 @@ def write_plot(results: dict, path: Path) -> str | None:
                     ls=ls,
                     lw=1.5 if ls == "-" else 0.8,
                     color=colors[est],
-                    label=f"guided, {est}" + ("" if ls == "-" else " (single pass)"),
+                    label=f"guided, {est}"
+                    + ("" if ls == "-" else " (single pass, first 100 / 8 puzzles)"),
                 )
     for r in rows:  # mark the subset runs
         if (
@@ -654,6 +671,7 @@ def write_plot(results: dict, path: Path) -> str | None:
         (r["budget"], 100 * r["sample"]["solved"])
         for r in rows
         if r["method"] == "best_of_n"
+        and not r.get("fixed_n")
         and "sample" in r
         and r["n_puzzles"] == main_n
         and r["steps"] == DEFAULT_STEPS
@@ -760,6 +778,8 @@ def main(argv: list[str] | None = None) -> None:
                 key += f"|steps={args.steps}"
             if cell["restarts"]:
                 key += f"|restarts={cell['restarts']}"
+            if cell.get("fixed_n"):
+                key += f"|N={cell['fixed_n']}"
             if key in results["cells"] and not args.force:
                 continue
             if args.time_limit is not None and time.time() - start > args.time_limit:
