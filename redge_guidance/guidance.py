@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
+from ._seeding import derive_seed
 from .trace import TIMING_KEYS, GuidanceStepStats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -302,9 +303,7 @@ def _generator_key(generator: torch.Generator | None) -> str:
 
 def _private_seed(source_key: str, step: int, num_steps: int, call_index: int) -> int:
     """63-bit seed derived from the caller's seed without drawing from the caller's generator."""
-    key = f"redge-guidance/{source_key}/{step}/{num_steps}/{call_index}".encode()
-    digest = hashlib.blake2b(key, digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+    return derive_seed("redge-guidance", source_key, step, num_steps, call_index)
 
 
 class _Clock:

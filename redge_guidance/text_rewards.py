@@ -223,8 +223,8 @@ def _import_callable(module: str, attr: str, spec: str) -> Any:
         sys.path.insert(0, cwd)
     try:
         mod = importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name == module.split(".")[0] and "." not in module:
+    except Exception as err:  # noqa: BLE001 - any import failure is the user's to see
+        if isinstance(err, ModuleNotFoundError) and err.name == module and "." not in module:
             # Most likely a misspelt reward name rather than a user's module.
             close = difflib.get_close_matches(module, list(REWARD_NAMES), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -232,11 +232,6 @@ def _import_callable(module: str, attr: str, spec: str) -> Any:
                 f"Unknown `--reward` {spec!r} (no reward named {module!r} and no module "
                 f"{module!r} to import).{hint} Valid: {valid_reward_specs()}."
             ) from None
-        raise ValueError(
-            f"`--reward` {spec!r}: cannot import module {module!r} ({type(err).__name__}: {err}). "
-            "Make the module importable from the working directory or PYTHONPATH."
-        ) from None
-    except Exception as err:  # noqa: BLE001 - any import failure is the user's to see
         raise ValueError(
             f"`--reward` {spec!r}: cannot import module {module!r} ({type(err).__name__}: {err}). "
             f"Named rewards are {', '.join(REWARD_NAMES)}; for your own, pass module.path:callable "

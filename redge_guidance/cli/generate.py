@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._seeding import derive_seed
 from .io import (
     JsonlWriter,
     UsageError,
@@ -403,8 +404,7 @@ def build_guidance_config(args: argparse.Namespace):
 
 
 def _batch_seed(seed: int, batch_index: int) -> int:
-    key = f"redge-guidance-cli/{seed}/{batch_index}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & ((1 << 63) - 1)
+    return derive_seed("redge-guidance-cli", seed, batch_index)
 
 
 def _run_hash(
@@ -677,10 +677,9 @@ def run(args: argparse.Namespace) -> int:
     dist.barrier()
     if not dist.main:
         return 0
-    if out_path is not None and dist.world > 1:
+    # Several processes wrote shards; a single one may find leftovers of an earlier such run.
+    if out_path is not None and (dist.world > 1 or shard_paths(out_path)):
         merge_shards(out_path, shard_paths(out_path))
-    elif out_path is not None and shard_paths(out_path):
-        merge_shards(out_path, shard_paths(out_path))  # leftovers of an earlier multi-process run
     if not args.quiet:
         all_rows = read_rows(out_path, strict=False) if out_path is not None else new_rows
         print(
@@ -723,7 +722,9 @@ def _generate_batch(
         seqs = out.sequences
         with torch.no_grad():
             x = F.one_hot(seqs, tm.vocab_size).float()
-            total = guidance.score(x, attention_mask=am_dev).float().cpu()
+            # A guided call already scored its sequences (`out.rewards` = `guidance.score`).
+            score = out.rewards if guided else guidance.score(x, attention_mask=am_dev)
+            total = score.float().cpu()
             terms = (
                 {name: part(x, attention_mask=am_dev).float().cpu() for name, part in parts.items()}
                 if len(parts) > 1

@@ -293,6 +293,15 @@ def _batch_generators(generator: torch.Generator | None, n: int) -> list[torch.G
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
+def _parse_device(device: str | torch.device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"`device` must name a torch device, got {device!r}. Use 'cpu' or 'cuda'."
+        ) from None
+
+
 def _check_positive_int(name: str, value: Any, example: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(
@@ -375,12 +384,7 @@ class SudokuSolver:
                 f"`temperature` must be a finite number > 0, got {temperature!r}. "
                 "Use `decode='argmax'` for greedy decoding."
             )
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(
-                f"`device` must name a torch device, got {device!r}. Use 'cpu' or 'cuda'."
-            ) from None
+        self.device = _parse_device(device)
         self.denoiser = DigitDenoiser(model).to(self.device).eval()
         self.pipeline = MaskedDiffusionPipeline.from_model(
             self.denoiser,
@@ -445,12 +449,7 @@ class SudokuSolver:
                     f"`guidance` must be a GuidanceConfig, 'default' or None, got {guidance!r}."
                 )
             guidance = default_guidance()
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(
-                f"`device` must name a torch device, got {device!r}. Use 'cpu' or 'cuda'."
-            ) from None
+        dev = _parse_device(device)
         model = _load_prior(path, dev)
         return cls(
             model,
