@@ -293,9 +293,10 @@ class GuidanceConfig:
 
 
 def _generator_key(generator: torch.Generator | None) -> str:
-    """The caller's seed and current stream position, read without drawing from it."""
+    """The caller's seed and current stream position, read without drawing from it (torch's
+    global CPU generator when `generator` is None, so `torch.manual_seed` still reproduces)."""
     if generator is None:
-        return str(torch.initial_seed())
+        generator = torch.default_generator
     state = generator.get_state().cpu().numpy().tobytes()
     position = hashlib.blake2b(state, digest_size=8).hexdigest()
     return f"{generator.initial_seed()}@{position}"
@@ -361,12 +362,12 @@ class RewardGuidance:
     - unguided calls (outside the guided range, no editable position, ``n_opt_steps=0``) return
       ``logits`` itself and draw no random numbers;
     - the hook never draws from the caller's ``generator``: its noise comes from a private
-      generator seeded with a hash of ``(generator.initial_seed()``, the generator's state at the
-      first call since :meth:`reset`, ``step, num_steps, calls since reset())``
-      (``torch.initial_seed()`` when ``generator`` is None). So the scheduler's own draws are the
-      same as in the unguided run, one seeded generator reproduces a whole guided generation, and
-      a second generation with the same (advanced) generator gets fresh guidance noise. Pipelines
-      call :meth:`reset` at the start of each generation.
+      generator seeded with a hash of the generator's seed and state at the first call since
+      :meth:`reset`, ``step``, ``num_steps`` and the calls since :meth:`reset` (torch's global CPU
+      generator when ``generator`` is None). So the scheduler's own draws are the same as in the
+      unguided run, one seeded generator reproduces a whole guided generation, and a second
+      generation with the same (advanced) generator gets fresh guidance noise. Pipelines call
+      :meth:`reset` at the start of each generation.
     - half-precision logits are optimised in ``optimize_dtype`` (float32) and returned in their
       own dtype.
 
