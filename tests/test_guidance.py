@@ -110,6 +110,15 @@ class RecordingReward(Reward):
         return x[..., TARGET].sum(-1)
 
 
+class ConstantReward(Reward):
+    """Reward 1 for every sequence (differentiable, zero gradient)."""
+
+    vocab_size = V
+
+    def forward(self, x, *, attention_mask=None):
+        return 1.0 + 0.0 * x.sum((-1, -2))
+
+
 def _reward_of(sequences: torch.Tensor) -> torch.Tensor:
     return (sequences == TARGET).sum(-1).float()
 
@@ -209,40 +218,40 @@ def test_huge_kl_weight_keeps_phi_near_the_prior_and_leaves_the_sampler_stream_a
 def test_non_editable_positions_come_back_bit_identical(target_reward):
     logits, sample, editable = _hook_inputs(batch=3, length=12, committed=5)
     editable[1, 9] = False  # a still-masked position outside the active block
-    for decode in ("sample", "argmax"):
-        out = _call(RewardGuidance(target_reward, decode=decode), logits, sample, editable)
+    for handoff in ("logits", "argmax"):
+        out = _call(RewardGuidance(target_reward, handoff=handoff), logits, sample, editable)
         assert out.shape == logits.shape and out.dtype == logits.dtype
         assert torch.equal(out[~editable], logits[~editable])
         assert not torch.equal(out[editable], logits[editable])
     assert torch.equal(logits[..., MASK], torch.full_like(logits[..., MASK], LOW))  # input intact
 
 
-@pytest.mark.parametrize("decode", ["sample", "argmax"])
+@pytest.mark.parametrize("handoff", ["logits", "argmax"])
 @pytest.mark.parametrize("fill", [LOW, -math.inf])
-def test_mask_token_is_never_revived(target_reward, decode, fill):
+def test_mask_token_is_never_revived(target_reward, handoff, fill):
     logits, sample, editable = _hook_inputs()
     logits[..., MASK] = fill
     logits[..., 5] = fill  # a second forbidden entry
     # A reward that would love the mask token: its gradient pushes phi[MASK] up.
     reward = TokenSetReward([MASK, 5, TARGET], vocab_size=V)
     out = _call(
-        RewardGuidance(reward, decode=decode, kl_weight=0.0, lr=1.0), logits, sample, editable
+        RewardGuidance(reward, handoff=handoff, kl_weight=0.0, lr=1.0), logits, sample, editable
     )
     assert torch.equal(out[..., MASK], logits[..., MASK])
     assert torch.equal(out[..., 5], logits[..., 5])
     assert not torch.isnan(out).any()
-    if decode == "argmax":
+    if handoff == "argmax":
         assert (out[editable].argmax(-1) == TARGET).all()
 
 
-def test_argmax_decode_returns_one_hot_logits(target_reward):
+def test_argmax_handoff_returns_one_hot_logits(target_reward):
     logits, sample, editable = _hook_inputs()
-    guidance = RewardGuidance(target_reward, decode="argmax", lr=0.5)
+    guidance = RewardGuidance(target_reward, handoff="argmax", lr=0.5)
     out = _call(guidance, logits, sample, editable)
     rows = out[editable]
     assert ((rows == 0) | (rows == LOW)).all() and ((rows == 0).sum(-1) == 1).all()
-    # The same seed with decode="sample" gives the phi whose argmax this is.
-    phi = _call(RewardGuidance(target_reward, decode="sample", lr=0.5), logits, sample, editable)
+    # The same seed with handoff="logits" gives the phi whose argmax this is.
+    phi = _call(RewardGuidance(target_reward, handoff="logits", lr=0.5), logits, sample, editable)
     assert torch.equal(rows.argmax(-1), phi[editable].argmax(-1))
 
 
@@ -363,30 +372,33 @@ def test_attention_mask_and_context_reach_the_reward():
     torch.testing.assert_close(reward.calls[1][0][0, 7], logits[0, 7].softmax(-1))
 
 
-def test_kl_is_exact():
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(5, V, generator=g, dtype=torch.float64)
-    logits[:, MASK] = torch.finfo(torch.float64).min
-    logp = logits.log_softmax(-1)
-    batch_idx = torch.tensor([0, 0, 1, 1, 1])
-    zero = RewardGuidance._kl(logits, logp, batch_idx, 2)
-    assert torch.equal(zero, torch.zeros(2, dtype=torch.float64))
-    phi = logits + torch.randn(5, V, generator=g, dtype=torch.float64)
-    q = phi.softmax(-1)
-    p = logits.softmax(-1)
-    by_hand = torch.stack(
-        [
-            sum(q[n, v] * math.log(q[n, v] / p[n, v]) for v in range(V) if v != MASK)
-            for n in range(5)
-        ]
-    )
-    expected = torch.stack([by_hand[:2].sum(), by_hand[2:].sum()])
-    torch.testing.assert_close(RewardGuidance._kl(phi, logp, batch_idx, 2), expected)
+def test_kl_in_the_trace_is_exact_and_zero_without_a_move():
+    # A reward with zero gradient and no KL pull leaves phi at the logits: KL exactly 0.
+    logits, sample, editable = _hook_inputs(batch=2)
+    guidance = RewardGuidance(ConstantReward(), kl_weight=0.0, n_opt_steps=3)
+    out = _call(guidance, logits, sample, editable)
+    assert torch.equal(out, logits)
+    assert guidance.trace[-1]["kl_after_per_sample"] == [0.0, 0.0]
+    # After a real move, the trace's KL is the by-hand sum over each sample's editable rows.
+    guidance = RewardGuidance(TokenSetReward([TARGET], vocab_size=V), lr=0.5)
+    out = _call(guidance, logits, sample, editable).double()
+    q, p = out.softmax(-1), logits.double().softmax(-1)
+    by_hand = [
+        sum(
+            float(q[b, i, v] * math.log(q[b, i, v] / p[b, i, v]))
+            for i in range(logits.shape[1])
+            if editable[b, i]
+            for v in range(V)
+            if v != MASK
+        )
+        for b in range(2)
+    ]
+    assert guidance.trace[-1]["kl_after_per_sample"] == pytest.approx(by_hand, rel=1e-4)
 
 
 def test_trace_kl_matches_the_returned_logits(target_reward):
     logits, sample, editable = _hook_inputs(batch=2)
-    guidance = RewardGuidance(target_reward, decode="sample", lr=0.3)
+    guidance = RewardGuidance(target_reward, handoff="logits", lr=0.3)
     out = _call(guidance, logits, sample, editable)
     q = out.double().log_softmax(-1)
     p = logits.double().log_softmax(-1)
@@ -419,15 +431,6 @@ def test_samples_in_a_batch_do_not_interact(target_reward):
         assert not torch.equal(a[1], b[1]), options
 
 
-class ConstantReward(Reward):
-    """Reward 1 for every sequence (differentiable, zero gradient)."""
-
-    vocab_size = V
-
-    def forward(self, x, *, attention_mask=None):
-        return 1.0 + 0.0 * x.sum((-1, -2))
-
-
 def test_early_stop_stops():
     # The objective 1 - kl_weight * KL cannot improve by tol = 10, so every sample stops after
     # `patience` inner steps without improvement.
@@ -444,7 +447,7 @@ def test_early_stop_stops():
 
 def test_warm_start_and_reset(target_reward):
     logits, sample, editable = _hook_inputs()
-    options = {"forget": 0.5, "kl_weight": 0.0, "n_opt_steps": 3, "lr": 0.5}
+    options = {"warm_start": 0.5, "kl_weight": 0.0, "n_opt_steps": 3, "lr": 0.5}
     # `fresh` is a first call (call index 0) at step 1: no memory.
     fresh = _call(RewardGuidance(target_reward, **options), logits, sample, editable, step=1)
     guidance = RewardGuidance(target_reward, **options)
@@ -457,17 +460,123 @@ def test_warm_start_and_reset(target_reward):
     guidance.reset()
     assert guidance.trace == []
     assert torch.equal(_call(guidance, logits, sample, editable, step=1), fresh)
-    prev = guidance._prev["phi"]  # memory: the last call's phi, detached (no graph kept)
-    assert torch.equal(prev, fresh[editable]) and prev.grad_fn is None and not prev.requires_grad
     # A new shape restarts the warm start instead of failing.
     small = _hook_inputs(batch=1, length=6)
     _call(guidance, *small, step=2)
     assert guidance.trace[-1]["guided"]
 
 
+def test_warm_start_when_the_editable_set_shrinks():
+    # With a zero-gradient reward and no KL, phi never moves from its start, so the returned
+    # logits are the start itself: (1 - w) * logits + w * previous phi where the position was
+    # editable at the previous call too, the new logits where it was not.
+    w = 0.25
+    logits1, sample, editable1 = _hook_inputs(batch=2, length=10, committed=2)
+    logits2 = logits1 + torch.randn(logits1.shape, generator=torch.Generator().manual_seed(3))
+    logits2[..., MASK] = LOW
+    editable2 = editable1.clone()
+    editable2[0, 2:5] = False  # sample 0 commits three positions
+    editable2[1, 9] = False
+    sample2 = sample.clone()
+    sample2[~editable2 & editable1] = 11
+    guidance = RewardGuidance(ConstantReward(), warm_start=w, kl_weight=0.0, n_opt_steps=2)
+    first = _call(guidance, logits1, sample, editable1, step=0)
+    assert torch.equal(first, logits1)
+    second = _call(guidance, logits2, sample2, editable2, step=1)
+    expected = logits2.clone()
+    expected[editable2] = (1 - w) * logits2[editable2] + w * logits1[editable2]
+    expected[..., MASK] = LOW
+    torch.testing.assert_close(second, expected)
+    assert torch.equal(second[~editable2], logits2[~editable2])
+    # Growing the set again: positions not editable at the previous call start at the logits.
+    third = _call(guidance, logits1, sample, editable1, step=2)
+    regrown = editable1 & ~editable2
+    torch.testing.assert_close(third[regrown], logits1[regrown])
+
+
+def test_one_sample_stops_early_while_the_other_goes_on():
+    # Sample 0's reward pulls towards TARGET, too weakly to improve its objective by `tol`, so
+    # it stops after `patience` steps and its logits stay where they were then; sample 1's
+    # objective rises by 1 at every inner step, so it runs the whole budget and the loop goes on.
+    logits, sample, editable = _hook_inputs(batch=2)
+
+    class Split(Reward):
+        vocab_size = V
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x, *, attention_mask=None):
+            self.calls += 1
+            strength = torch.tensor([1e-6, 1.0]).repeat(x.shape[0] // 2)
+            rising = torch.tensor([0.0, float(self.calls)]).repeat(x.shape[0] // 2)
+            return strength * x[..., TARGET].sum(-1) + rising
+
+    lr = 0.3
+    guidance = RewardGuidance(
+        Split(), n_opt_steps=12, patience=2, tol=1e-3, kl_weight=0.0, lr=lr, record_rewards=False
+    )
+    out = _call(guidance, logits, sample, editable)
+    stats = guidance.trace[-1]
+    assert stats["inner_steps"] == 12 and not stats["stopped_early"]
+    assert stats["inner_steps_per_sample"] == [2, 12]
+    moved = (out - logits).abs()
+    assert moved[0][editable[0]].max() <= 2 * lr + 1e-4  # two Adam steps, then frozen
+    assert moved[1][editable[1]][:, TARGET].min() > 4 * lr  # kept climbing
+
+
+def test_max_grad_norm_bounds_each_sample_gradient():
+    # With plain SGD-like behaviour hidden by Adam, read the clipped gradient from a hook on the
+    # optimiser: every sample's gradient norm over its editable rows is <= max_grad_norm, and
+    # a sample whose gradient is already small is left alone.
+    logits, sample, editable = _hook_inputs(batch=3)
+
+    class Scaled(Reward):
+        vocab_size = V
+
+        def forward(self, x, *, attention_mask=None):
+            scale = torch.tensor([100.0, 1.0, 1e-3]).repeat(x.shape[0] // 3)
+            return scale * x[..., TARGET].sum(-1)
+
+    seen = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        grad = self.param_groups[0]["params"][0].grad
+        rows = editable.nonzero()[:, 0]
+        sq = torch.zeros(3, dtype=grad.dtype).index_add(0, rows, grad.pow(2).sum(-1))
+        seen.append(sq.sqrt())
+        return original(self, *args, **kwargs)
+
+    unclipped = []
+    for clip in (0.5, None):
+        seen.clear()
+        torch.optim.Adam.step = spy
+        try:
+            _call(
+                RewardGuidance(Scaled(), max_grad_norm=clip, n_opt_steps=4),
+                logits,
+                sample,
+                editable,
+            )
+        finally:
+            torch.optim.Adam.step = original
+        norms = torch.stack(seen)  # (steps, B)
+        if clip is None:
+            unclipped = norms
+        else:
+            clipped = norms
+    assert (clipped <= 0.5 + 1e-6).all(), clipped
+    assert (unclipped[:, 0] > 0.5).all()  # the clip did bind on sample 0
+    torch.testing.assert_close(clipped[:, 2], unclipped[:, 2])  # small gradients untouched
+
+
 def test_trace_fields_and_callback(target_reward):
     seen = []
-    guidance = RewardGuidance(target_reward, callback=seen.append, guide_every=2, lr=0.5)
+    guidance = RewardGuidance(
+        target_reward, callback=seen.append, guide_every=2, lr=0.5, profile=True
+    )
     logits, sample, editable = _hook_inputs()
     for step in range(4):
         _call(guidance, logits, sample, editable, step=step)
@@ -578,12 +687,12 @@ def test_hook_input_errors(target_reward, bad):
         ("lr", 0.0),
         ("kl_weight", -0.1),
         ("kl_weight", math.inf),
-        ("forget", 1.5),
+        ("warm_start", 1.5),
         ("num_relaxed_samples", 0),
         ("guide_every", 0),
         ("guide_start", -0.1),
         ("guide_stop", 1.2),
-        ("decode", "greedy"),
+        ("handoff", "greedy"),
         ("tol", -1.0),
         ("patience", -2),
         ("max_grad_norm", 0.0),
@@ -614,19 +723,91 @@ def test_config_json_round_trip(tmp_path):
         estimator_options={"n_steps": 5, "t_1": 0.8},
         n_opt_steps=7,
         max_grad_norm=1.0,
-        decode="argmax",
+        handoff="argmax",
         patience=3,
     )
     assert GuidanceConfig.from_dict(config.to_dict()) == config
-    path = tmp_path / "guidance.json"
-    config.save(path)
-    loaded = GuidanceConfig.load(path)
-    assert loaded == config
+    path = config.save_pretrained(tmp_path / "run")
+    assert path == tmp_path / "run" / "guidance_config.json"
+    loaded = GuidanceConfig.from_pretrained(tmp_path / "run")
+    assert loaded == config and GuidanceConfig.from_pretrained(path) == config
+    config.to_json_file(tmp_path / "g.json")
+    assert GuidanceConfig.from_json_file(tmp_path / "g.json") == config
     assert loaded.config_hash() == config.config_hash()
     assert len(config.config_hash()) == 12
-    assert dataclasses.replace(config, lr=0.2).config_hash() != config.config_hash()
+    assert config.replace(lr=0.2).config_hash() != config.config_hash()
     assert json.loads(path.read_text())["estimator_options"] == {"n_steps": 5, "t_1": 0.8}
     assert GuidanceConfig().config_hash() == GuidanceConfig().config_hash()
+    with pytest.raises(ValueError, match="guidance_config.json"):
+        GuidanceConfig.from_pretrained(tmp_path / "nowhere")
+
+
+def test_config_is_immutable_and_hashable():
+    config = GuidanceConfig(estimator_options={"n_steps": 4})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 0.5
+    with pytest.raises(TypeError):
+        config.estimator_options["n_steps"] = 5
+    options = {"n_steps": 4}
+    other = GuidanceConfig(estimator_options=options)
+    options["n_steps"] = 9  # the caller's dict is copied, not shared
+    assert other == config and hash(other) == hash(config)
+    assert len({config, other, GuidanceConfig()}) == 2
+    assert config.build_estimator() is config.build_estimator()  # built once
+
+
+def test_deprecated_names_still_work_with_a_warning(tmp_path, target_reward):
+    with pytest.warns(FutureWarning, match="warm_start=0.75"):
+        config = GuidanceConfig.from_dict({"forget": 0.25, "decode": "argmax"})
+    assert config.warm_start == 0.75 and config.handoff == "argmax"
+    with pytest.warns(FutureWarning, match="handoff='logits'"):
+        hook = RewardGuidance(target_reward, decode="sample")
+    assert hook.config.handoff == "logits"
+    with pytest.warns(FutureWarning, match="to_json_file"):
+        config.save(tmp_path / "old.json")
+    with pytest.warns(FutureWarning, match="from_json_file"):
+        assert GuidanceConfig.load(tmp_path / "old.json") == config
+    with pytest.raises(ValueError, match="both `forget`"):
+        GuidanceConfig.from_dict({"forget": 0.5, "warm_start": 0.5})
+
+
+def test_profiling_is_opt_in(target_reward):
+    logits, sample, editable = _hook_inputs()
+    guidance = RewardGuidance(target_reward, n_opt_steps=3)
+    _call(guidance, logits, sample, editable)
+    assert set(guidance.trace[-1]["timing"]) == set(TIMING_KEYS)
+    assert sum(guidance.trace[-1]["timing"].values()) == 0.0  # no clock unless asked
+    with guidance.profiling():
+        _call(guidance, logits, sample, editable)
+    assert guidance.profile is False
+    timing = guidance.trace[-1]["timing"]
+    assert all(v >= 0 for v in timing.values()) and timing["reward"] > 0
+    assert sum(timing.values()) <= guidance.trace[-1]["seconds"] + 1e-3
+
+
+def test_reward_validate_runs_once_per_generation():
+    class Counting(Reward):
+        vocab_size = V
+
+        def __init__(self):
+            super().__init__()
+            self.validated = 0
+
+        def validate(self, x, attention_mask=None):
+            self.validated += 1
+
+        def forward(self, x, *, attention_mask=None):
+            return x[..., TARGET].sum(-1)
+
+    reward = Counting()
+    guidance = RewardGuidance(reward, n_opt_steps=2)
+    logits, sample, editable = _hook_inputs()
+    for step in range(3):
+        _call(guidance, logits, sample, editable, step=step)
+    assert reward.validated == 1
+    guidance.reset()
+    _call(guidance, logits, sample, editable)
+    assert reward.validated == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,0 +1,29 @@
+"""Reward guidance for masked diffusion models: the hook the pipelines call.
+
+- :mod:`.config`: :class:`GuidanceConfig`, the hyper-parameters (immutable, validated once).
+- :mod:`.hook`: :class:`RewardGuidance`, the protocol pipelines call (``reset``, ``__call__``,
+  ``score``, ``trace``).
+- :mod:`.inner`: :class:`InnerProblem`, the optimisation of one guided step (what search reuses
+  as a proposal).
+- :mod:`.gradients`: pathwise and score-function gradients of the reward term.
+- :mod:`.trace`: :class:`GuidanceStepStats`, what one call did.
+
+The maths, as the project implements it, is in ``docs/method.md`` (arXiv 2601.00781 for ReDGE).
+"""
+
+from __future__ import annotations
+
+from .config import CONFIG_NAME, GuidanceConfig
+from .hook import RewardGuidance
+from .inner import InnerProblem, WarmStart
+from .trace import TIMING_KEYS, GuidanceStepStats
+
+__all__ = [
+    "CONFIG_NAME",
+    "GuidanceConfig",
+    "GuidanceStepStats",
+    "InnerProblem",
+    "RewardGuidance",
+    "TIMING_KEYS",
+    "WarmStart",
+]

@@ -1,0 +1,101 @@
+"""Gradients of the reward term of the inner objective with respect to φ.
+
+Both functions take the :class:`~redge_guidance.guidance.inner.InnerProblem` (which holds the
+estimator, the reward, the fixed context and the private generator), the leaf ``phi`` of shape
+``(N, V)`` and the reward's input buffer ``(S·B, L, V)``, whose editable rows they overwrite.
+They return the gradient of ``−mean_s reward`` with respect to ``phi`` and the per-sample mean
+reward ``(B,)``; the KL term is added by the caller. Gradients are taken with respect to the
+reward's *input* only, never its parameters nor the denoiser.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..estimators.sampling import draw_row_uniforms, sample_from_probs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .inner import InnerProblem
+
+__all__ = ["pathwise", "score_function", "check_first_scores"]
+
+
+def pathwise(
+    problem: InnerProblem, phi: torch.Tensor, buffer: torch.Tensor, *, check: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pathwise gradient through the relaxation: ``x̃ = estimator(φ).hard`` carries the
+    relaxation's gradient; the reward's gradient with respect to its input is pulled back
+    through it. ``S`` relaxed draws are batched as ``S·B`` reward inputs."""
+    p = problem
+    S, B = p.S, p.B
+    N, V = phi.shape
+    phi_s = phi.unsqueeze(0).expand(S, N, V) if S > 1 else phi.unsqueeze(0)
+    hard = p.estimator(phi_s, generator=p.generator).hard  # (S, N, V)
+    per_draw = buffer.view(S, B, *buffer.shape[1:])
+    with torch.no_grad():
+        per_draw[:, p.editable] = hard.detach().to(buffer.dtype)
+    # A fresh leaf on the buffer's storage (the previous step's graph is already freed).
+    x = buffer.detach().requires_grad_(True)
+    p.clock.lap("relaxation")
+    scores = p.reward_call(x, p.reward_mask, S * B)
+    if check:
+        check_first_scores(p, scores, differentiable=True)
+    reward_b = scores.view(S, B).mean(0)  # (B,)
+    (g_x,) = torch.autograd.grad(reward_b.sum(), x)
+    p.clock.lap("reward")
+    g_hard = g_x.view(S, B, *buffer.shape[1:])[:, p.editable]  # (S, N, V)
+    (grad,) = torch.autograd.grad(hard, phi, grad_outputs=-g_hard.to(hard.dtype))
+    p.clock.lap("relaxation")
+    return grad, reward_b.detach()
+
+
+def score_function(
+    problem: InnerProblem, phi: torch.Tensor, buffer: torch.Tensor, *, check: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """REINFORCE gradient with a leave-one-out baseline over ``S >= 2`` exact categorical
+    draws from softmax φ (inverse-CDF draws in float64: rare tokens are not biased). The reward
+    is called without gradient: it may be a black box."""
+    p = problem
+    S, B = p.S, p.B
+    N, V = phi.shape
+    logq = torch.log_softmax(phi, dim=-1)  # (N, V)
+    with torch.no_grad():
+        probs = logq.detach().exp().unsqueeze(0).expand(S, N, V)
+        idx = sample_from_probs(probs, draw_row_uniforms(probs, p.generator))  # (S, N)
+        draws = torch.zeros(S, N, V, dtype=buffer.dtype, device=buffer.device)
+        draws.scatter_(-1, idx.unsqueeze(-1), 1.0)
+        buffer.view(S, B, *buffer.shape[1:])[:, p.editable] = draws
+    p.clock.lap("relaxation")
+    with torch.no_grad():
+        scores = p.reward_call(buffer, p.reward_mask, S * B)
+        if check:
+            check_first_scores(p, scores, differentiable=False)
+        scores = scores.view(S, B).to(phi.dtype)
+    p.clock.lap("reward")
+    logq_draws = logq.gather(-1, idx.T)  # (N, S) log q of each draw, per position
+    logq_b = torch.zeros(B, S, dtype=phi.dtype, device=phi.device)
+    logq_b = logq_b.index_add(0, p.batch_idx, logq_draws).T  # (S, B)
+    baseline = (scores.sum(0, keepdim=True) - scores) / (S - 1)  # leave-one-out, (S, B)
+    surrogate = ((scores - baseline) * logq_b).mean(0)  # (B,)
+    (grad,) = torch.autograd.grad(-surrogate.sum(), phi)
+    p.clock.lap("relaxation")
+    return grad, scores.mean(0)
+
+
+def check_first_scores(problem: InnerProblem, scores: torch.Tensor, *, differentiable: bool):
+    """Once per generation (a host synchronisation): the reward's scores on relaxed inputs are
+    finite and, for the pathwise gradient, carry a gradient."""
+    name = problem.reward_name
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(
+            f"Reward {name} returned non-finite scores {scores.detach().flatten()[:8].tolist()} "
+            "on the first inner step. Check the reward on one-hot inputs."
+        )
+    if differentiable and not scores.requires_grad:
+        raise ValueError(
+            f"Reward {name} has `differentiable=True` but its output carries no gradient with "
+            "respect to its input. Set `differentiable=False` on the reward (REINFORCE is then "
+            "used) or pass `score_function='always'`."
+        )

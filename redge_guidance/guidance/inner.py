@@ -1,0 +1,318 @@
+"""The inner problem of one guided denoising step, as one object.
+
+Given the denoiser's clean-token logits ``ℓ`` (B, L, V), the current sequence and the editable
+positions, :class:`InnerProblem` holds everything the optimisation of the variational logits φ
+needs: the N editable rows of φ (the only optimised tensor), the prior's log-probabilities, the
+fixed context the reward sees at the other positions, the private generator, and the per-sample
+early-stop state. :meth:`InnerProblem.run` takes ``n_opt_steps`` Adam steps on
+
+    maximise over φ:  mean_s reward(x̃⁽ˢ⁾)_b − kl_weight · Σ_l KL(softmax φ_l ‖ softmax ℓ_l)
+
+per sample b (l over its editable positions), with x̃ = relaxation(φ) (arXiv 2601.00781) or
+exact draws for the score-function gradient; :meth:`InnerProblem.guided_logits` turns the result
+into what the sampler reads. The hook (:mod:`.hook`) builds one per guided step; search methods
+can build and run one as a proposal. Samples never interact: reward, KL, clipping and early stop
+are all per sample.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import gradients
+from .config import GuidanceConfig
+from .trace import TIMING_KEYS
+
+__all__ = ["InnerProblem", "WarmStart", "RewardCall"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+#: ``reward_call(x, attention_mask, expected) -> (expected,) scores``: the reward with its
+#: output checked (built by the hook).
+RewardCall = Callable[[torch.Tensor, "torch.Tensor | None", int], torch.Tensor]
+
+
+class Clock:
+    """Seconds per phase (keys :data:`TIMING_KEYS`), or nothing at all when ``enabled`` is False.
+    On CUDA each lap synchronises the device so that phases are attributed right: profiling is
+    opt-in because of that."""
+
+    def __init__(self, device: torch.device, enabled: bool) -> None:
+        self.enabled = enabled
+        self.cuda = enabled and device.type == "cuda"
+        self.totals = dict.fromkeys(TIMING_KEYS, 0.0)
+        self._last = self._now() if enabled else 0.0
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.enabled:
+            now = self._now()
+            self.totals[phase] += now - self._last
+            self._last = now
+
+
+@dataclass
+class WarmStart:
+    """The final φ of the previous guided call, for ``GuidanceConfig.warm_start``.
+
+    Args:
+        shape (`tuple[int, int, int]`): (B, L, V) of that call.
+        index (`torch.Tensor` of shape `(B, L)`, int64): row of ``phi`` of each position, -1 where
+            the position was not editable.
+        phi (`torch.Tensor` of shape `(N, V)`): the final φ rows, detached.
+    """
+
+    shape: tuple[int, int, int]
+    index: torch.Tensor
+    phi: torch.Tensor
+
+
+@dataclass
+class InnerResult:
+    """What :meth:`InnerProblem.run` did: the final φ rows ``(N, V)`` (masked entries at the
+    dtype's minimum), inner steps run, per-sample stop steps and the last objective estimate."""
+
+    phi: torch.Tensor
+    steps_run: int
+    steps_per_sample: list[int]
+    last_objective: torch.Tensor | None
+
+
+class InnerProblem:
+    """The inner optimisation of one guided step (see the module docstring).
+
+    Args:
+        config (`GuidanceConfig`): hyper-parameters.
+        reward_call (`RewardCall`): the reward, output checked.
+        reward_name (`str`): the reward's name, for messages.
+        logits (`torch.Tensor` of shape `(B, L, V)`): the denoiser's clean-token logits; entries
+            ``<= finfo(dtype).min`` (or ``-inf``) are masked and stay masked.
+        sample (`torch.Tensor` of shape `(B, L)`, int64): the current sequence.
+        editable (`torch.Tensor` of shape `(B, L)`, bool): positions φ lives on (at least one).
+        attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): passed to the reward.
+        mask_token_id (`int`, *optional*): tells still-masked positions from committed ones.
+        seed (`int`): seed of the private generator all the noise comes from.
+        score_function (`bool`): REINFORCE instead of the pathwise gradient.
+        warm_start (`WarmStart`, *optional*): the previous call's φ.
+        profile (`bool`): time the phases (a CUDA synchronisation per phase).
+    """
+
+    def __init__(
+        self,
+        config: GuidanceConfig,
+        reward_call: RewardCall,
+        reward_name: str,
+        logits: torch.Tensor,
+        sample: torch.Tensor,
+        editable: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        mask_token_id: int | None = None,
+        seed: int = 0,
+        score_function: bool = False,
+        warm_start: WarmStart | None = None,
+        profile: bool = False,
+    ) -> None:
+        self.config = config
+        self.reward_call = reward_call
+        self.reward_name = reward_name
+        self.estimator = config.build_estimator()
+        self.score_function = score_function
+        self.logits = logits.detach()
+        self.editable = editable.detach()
+        self.attention_mask = attention_mask
+        # The mask of the S·B reward inputs of one inner step (sample-major).
+        self.reward_mask = (
+            attention_mask.repeat(config.num_relaxed_samples, 1)
+            if attention_mask is not None
+            else None
+        )
+        self.device = logits.device
+        self.in_dtype = logits.dtype
+        self.dtype = _DTYPES[config.optimize_dtype]
+        self.low = torch.finfo(self.dtype).min
+        self.B, self.L, self.V = logits.shape  # batch, length, vocab
+        self.S = config.num_relaxed_samples
+        self.clock = Clock(self.device, profile)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+        # The N editable rows, row-major over (B, L).
+        self.batch_idx = self.editable.nonzero()[:, 0]  # (N,) sample of each row
+        self.N = self.batch_idx.numel()
+        self.raw_rows = self.logits[self.editable]  # (N, V) in the input dtype
+        self.vmask = self.raw_rows <= torch.finfo(self.in_dtype).min  # (N, V) masked entries
+        ell = self.raw_rows.to(self.dtype).masked_fill(self.vmask, self.low)  # finite
+        self.prior_rows = ell  # (N, V) the model's logits, finite
+        self.prior_logp = torch.log_softmax(ell, dim=-1)  # (N, V)
+        self.context = self._context(sample.detach().long(), mask_token_id)  # (B, L, V)
+        self.phi0 = self._start(warm_start)
+        self.clock.lap("setup")
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def _context(self, sample: torch.Tensor, mask_token_id: int | None) -> torch.Tensor:
+        """What the reward sees outside the editable rows: one-hots of committed tokens, the
+        model's soft prediction at still-masked, non-editable positions."""
+        B, L, V = self.B, self.L, self.V
+        in_vocab = (sample >= 0) & (sample < V)
+        ids = sample.clamp(0, V - 1).unsqueeze(-1)
+        base = torch.zeros(B, L, V, dtype=self.dtype, device=self.device)
+        base.scatter_(-1, ids, 1.0)
+        if mask_token_id is not None:
+            still_masked = (sample == mask_token_id) | ~in_vocab
+        else:  # a position whose current token has a masked logit is still masked
+            own = self.logits.gather(-1, ids).squeeze(-1)
+            still_masked = (own <= torch.finfo(self.in_dtype).min) | ~in_vocab
+        soft_rows = still_masked & ~self.editable
+        if bool(soft_rows.any()):
+            ctx = self.logits[soft_rows].to(self.dtype)
+            ctx = ctx.masked_fill(ctx <= torch.finfo(self.in_dtype).min, self.low)
+            base[soft_rows] = torch.softmax(ctx, dim=-1)
+        return base
+
+    def _start(self, warm: WarmStart | None) -> torch.Tensor:
+        """φ's starting rows: ℓ, mixed with the previous φ where that row was editable too."""
+        phi0 = self.prior_rows.clone()
+        weight = self.config.warm_start
+        if weight == 0.0 or warm is None or warm.shape != (self.B, self.L, self.V):
+            return phi0
+        rows = warm.index.to(self.device)[self.editable]  # (N,) previous row or -1
+        have = rows >= 0
+        if bool(have.any()):
+            mixed = (1.0 - weight) * self.prior_rows[have] + weight * warm.phi[rows[have]]
+            phi0[have] = mixed
+        return phi0.masked_fill(self.vmask, self.low)
+
+    def warm_state(self, phi: torch.Tensor) -> WarmStart:
+        """The warm-start state for the next call, from the final φ rows."""
+        index = torch.full((self.B, self.L), -1, dtype=torch.long, device=self.device)
+        index[self.editable] = torch.arange(self.N, device=self.device)
+        return WarmStart((self.B, self.L, self.V), index, phi.clone())
+
+    # -- objective -----------------------------------------------------------------------------
+
+    def per_sample(self, rows: torch.Tensor) -> torch.Tensor:
+        """Sum of a per-row quantity ``(N,)`` over each sample's rows, shape (B,)."""
+        out = torch.zeros(self.B, dtype=rows.dtype, device=rows.device)
+        return out.index_add(0, self.batch_idx, rows)
+
+    def kl(self, phi: torch.Tensor) -> torch.Tensor:
+        """Exact ``Σ over a sample's rows of KL(softmax φ ‖ softmax ℓ)``, shape (B,)."""
+        logq = torch.log_softmax(phi, dim=-1)  # (N, V)
+        kl_rows = F.kl_div(self.prior_logp, logq, reduction="none", log_target=True).sum(-1)
+        return self.per_sample(kl_rows)
+
+    def decoded_reward(self, rows: torch.Tensor) -> torch.Tensor:
+        """Reward (no grad, float32 on the host's device) with the editable positions at the
+        one-hot argmax of ``rows`` (N, V): what the sequence would be if decoded greedily now."""
+        with torch.no_grad():
+            x = self.context.clone()
+            x[self.editable] = F.one_hot(rows.argmax(-1), self.V).to(x.dtype)
+            return self.reward_call(x, self.attention_mask, self.B).detach().float()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, *, check_output: bool = False) -> InnerResult:
+        """``n_opt_steps`` Adam steps on φ (fewer if every sample stops early).
+
+        Args:
+            check_output (`bool`): check at the first inner step that the reward's scores are
+                finite and carry a gradient (one host synchronisation); the hook asks once per
+                generation.
+        """
+        cfg = self.config
+        B = self.B
+        phi = self.phi0.detach().requires_grad_(True)  # (N, V) leaf
+        opt = torch.optim.Adam([phi], lr=cfg.lr)
+        # (S*B, L, V) reward input, sample-major: the context is written once, the editable rows
+        # are overwritten in place at each inner step.
+        buffer = self.context.repeat(self.S, 1, 1)
+        early = _EarlyStop(cfg, B, self.device, self.dtype) if cfg.patience > 0 else None
+        grad_fn = gradients.score_function if self.score_function else gradients.pathwise
+        steps_run, last_obj = 0, None
+        for t in range(cfg.n_opt_steps):
+            grad, reward_b = grad_fn(self, phi, buffer, check=check_output and t == 0)
+            with torch.set_grad_enabled(cfg.kl_weight > 0):
+                kl_b = self.kl(phi)  # (B,)
+            if cfg.kl_weight > 0:
+                (g_kl,) = torch.autograd.grad(cfg.kl_weight * kl_b.sum(), phi)
+                grad = grad + g_kl
+                kl_b = kl_b.detach()
+            self.clock.lap("kl")
+            last_obj = reward_b.to(self.dtype) - cfg.kl_weight * kl_b  # (B,)
+            if early is not None and early.update(last_obj, phi, self.batch_idx, t):
+                self.clock.lap("optimizer")
+                break
+            if cfg.max_grad_norm is not None:
+                norm = self.per_sample(grad.pow(2).sum(-1)).sqrt()  # (B,)
+                scale = (cfg.max_grad_norm / (norm + 1e-12)).clamp(max=1.0)
+                grad = grad * scale[self.batch_idx].unsqueeze(-1)
+            phi.grad = grad.masked_fill(self.vmask, 0.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if early is not None:
+                early.restore(phi, self.batch_idx)
+            steps_run += 1
+            self.clock.lap("optimizer")
+        steps = early.steps_per_sample(cfg.n_opt_steps) if early is not None else [steps_run] * B
+        return InnerResult(phi.detach(), steps_run, steps, last_obj)
+
+    def guided_logits(self, phi: torch.Tensor) -> torch.Tensor:
+        """The logits handed to the sampler: the input outside the editable rows and at masked
+        entries (bit for bit), φ (or its one-hot argmax) at the editable rows, input dtype."""
+        if self.config.handoff == "argmax":
+            top = phi.argmax(dim=-1, keepdim=True)
+            low = torch.finfo(self.in_dtype).min
+            rows = torch.full_like(self.raw_rows, low).scatter_(-1, top, 0.0)
+        else:
+            rows = phi.to(self.in_dtype)
+        out = self.logits.clone()
+        out[self.editable] = torch.where(self.vmask, self.raw_rows, rows)
+        return out
+
+
+class _EarlyStop:
+    """Per-sample patience on the inner objective. A stopped sample's φ rows are frozen at the
+    value they had when it stopped. Costs one host synchronisation per inner step (the loop's
+    exit test), so it exists only when ``patience > 0``."""
+
+    def __init__(self, cfg: GuidanceConfig, B: int, device: torch.device, dtype: Any) -> None:
+        self.tol, self.patience = cfg.tol, cfg.patience
+        self.best = torch.full((B,), -float("inf"), dtype=dtype, device=device)
+        self.stale = torch.zeros(B, dtype=torch.long, device=device)
+        self.done = torch.zeros(B, dtype=torch.bool, device=device)
+        self.stop_at = torch.full((B,), -1, dtype=torch.long, device=device)
+        self.keep: torch.Tensor | None = None
+
+    def update(self, obj: torch.Tensor, phi: torch.Tensor, batch_idx: torch.Tensor, t: int) -> bool:
+        """Record step ``t``'s objective; True when every sample has stopped."""
+        improved = obj > self.best + self.tol
+        self.best = torch.where(improved, obj, self.best)
+        self.stale = torch.where(improved, torch.zeros_like(self.stale), self.stale + 1)
+        newly = (self.stale >= self.patience) & ~self.done
+        if self.keep is None:
+            self.keep = phi.detach().clone()
+        rows = newly[batch_idx].unsqueeze(-1)
+        self.keep = torch.where(rows, phi.detach(), self.keep)
+        self.stop_at = torch.where(newly, torch.full_like(self.stop_at, t), self.stop_at)
+        self.done = self.done | newly
+        return bool(self.done.all())
+
+    def restore(self, phi: torch.Tensor, batch_idx: torch.Tensor) -> None:
+        """Put stopped samples' rows back after an Adam step moved them."""
+        if self.keep is not None:
+            with torch.no_grad():
+                phi.copy_(torch.where(self.done[batch_idx].unsqueeze(-1), self.keep, phi))
+
+    def steps_per_sample(self, n_opt_steps: int) -> list[int]:
+        return torch.where(self.stop_at >= 0, self.stop_at, n_opt_steps).tolist()
