@@ -406,7 +406,7 @@ def _plain_chain(theta, z, sched):
 @pytest.mark.parametrize(("n_steps", "t_1"), [(2, 0.5), (3, 0.5), (5, 0.3), (9, 0.8)])
 def test_fused_chain_matches_plain_autograd(n_steps, t_1):
     """The recomputing autograd.Function equals autograd through the chain (ReDGE) and the
-    stop-gradient form of notes-paper §1.9 (ReinDGE), float64, same draws."""
+    stop-gradient form of ReinDGE (docs/method.md), float64, same draws."""
     shape = (4, 3, 7)
     w_h, w_s = _logits(shape, torch.float64, 1), _logits(shape, torch.float64, 2)
     for cls in (ReDGE, ReinDGE):

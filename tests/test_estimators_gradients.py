@@ -60,11 +60,11 @@ def test_exact_samplers_match_softmax(est):
 
 
 @pytest.mark.parametrize(
-    ("est", "note_tv", "low", "high"),
+    ("est", "measured_tv", "low", "high"),
     [
-        # notes-paper §1.8 (200k draws): n=3: 0.466 (t_1 0.1), 0.010 (0.5); n=5: 0.084 (0.1),
-        # 0.002 (0.5); ReDGE-Cov n=5: 0.045 (0.5). With 100k draws the noise adds about 0.003
-        # (floor 0.0028, see above), so bounds are the note's value ± a few noise floors.
+        # Measured with 200k draws (docs/method.md): n=3: 0.466 (t_1 0.1), 0.010 (0.5);
+        # n=5: 0.084 (0.1), 0.002 (0.5); ReDGE-Cov n=5: 0.045 (0.5). With 100k draws the noise
+        # adds about 0.003 (floor 0.0028, see above), so bounds are that value ± a few floors.
         (ReDGE(n_steps=3, t_1=0.1), 0.466, 0.43, 0.50),
         (ReDGE(n_steps=3, t_1=0.5), 0.010, 0.005, 0.020),
         (ReDGE(n_steps=5, t_1=0.1), 0.084, 0.065, 0.10),
@@ -74,10 +74,10 @@ def test_exact_samplers_match_softmax(est):
     ],
     ids=repr,
 )
-def test_redge_draw_bias_matches_the_note(est, note_tv, low, high):
+def test_redge_draw_bias_matches_the_measured_table(est, measured_tv, low, high):
     theta = _theta_k10()
     tv, freq = _tv(est, theta, N_DRAWS)
-    assert low <= tv <= high, f"TV {tv:.4f} vs the note's {note_tv}"
+    assert low <= tv <= high, f"TV {tv:.4f} vs the measured {measured_tv}"
     if tv > 0.05:  # the bias is toward the mode: colder than softmax(θ)
         mode = int(theta.argmax())
         assert freq[mode] > torch.softmax(theta.double(), -1)[mode]
@@ -188,7 +188,7 @@ def test_every_estimator_points_the_right_way_on_the_quadratic():
 
 
 def test_redge_variance_grows_as_t1_shrinks():
-    """notes-paper §1.10: ReDGE trades bias for variance through t_1. Per-sample relative
+    """ReDGE trades bias for variance through t_1. Per-sample relative
     variance on the quadratic, M = 20 000: measured 1.7 (n=3, t_1=0.5) vs 6.5 (n=5, t_1=0.3);
     the estimate of each is within a few % at this M."""
     theta, f = _quadratic()

@@ -1,5 +1,6 @@
 """ReDGE, ReinDGE and ReDGE-Cov: categorical relaxations through a deterministic DDIM chain with
-an exact denoiser (Gourevitch et al., arXiv 2601.00781; maths in shared/design/redge.md).
+an exact denoiser (Gourevitch et al., arXiv 2601.00781; the maths as implemented here is in
+docs/method.md).
 
 For one-hot x0 ~ Cat(softmax θ) noised as x_t = α_t x0 + σ_t ε, the posterior mean is
 ``softmax(θ + α_t x_t / σ_t²)``. ReDGE runs DDIM with it from x ~ N(0, I) down to t_1, takes
@@ -149,7 +150,7 @@ class _ReDGEFunction(torch.autograd.Function):
     Saves the logits, the sampled ids and the noise's generator state; backward recomputes the
     chain. `soft` gets the exact pathwise derivative (this is what `gradcheck` verifies); `hard`
     gets the same for ReDGE, and for ReinDGE the path term plus ReinMax's direct term
-    ``½ (J(p̂) g + ⟨g, D - p̂⟩ (D - p̂))`` in place of ``J(p̂) g`` (notes-paper §1.9).
+    ``½ (J(p̂) g + ⟨g, D - p̂⟩ (D - p̂))`` in place of ``J(p̂) g`` (docs/method.md, ReinDGE).
     """
 
     @staticmethod
@@ -322,7 +323,7 @@ def _cov_chain(theta: Tensor, z: Tensor, sched: Schedule) -> Tensor:
 
 @dataclass(frozen=True, kw_only=True)
 class ReDGECov(_ChainEstimator):
-    """ReDGE-Cov: ReDGE with moment-matched reference noise (notes-paper §1.7).
+    """ReDGE-Cov: ReDGE with moment-matched reference noise (docs/method.md, ReDGE-Cov).
 
     The chain starts from ``N(π, diag v)``, ``π = softmax(θ)``, ``v = max(π (1 - π), 0.1)``, and
     the denoiser's likelihood uses the per-class variance v:
