@@ -468,8 +468,8 @@ def test_warm_start_and_reset(target_reward):
 
 def test_warm_start_when_the_editable_set_shrinks():
     # With a zero-gradient reward and no KL, phi never moves from its start, so the returned
-    # logits are the start itself: (1 - w) * logits + w * previous phi where the position was
-    # editable at the previous call too, the new logits where it was not.
+    # logits are the start itself (up to a constant per row): (1 - w) * logits + w * previous
+    # phi where the position was editable at the previous call too, the new logits where not.
     w = 0.25
     logits1, sample, editable1 = _hook_inputs(batch=2, length=10, committed=2)
     logits2 = logits1 + torch.randn(logits1.shape, generator=torch.Generator().manual_seed(3))
@@ -486,12 +486,12 @@ def test_warm_start_when_the_editable_set_shrinks():
     expected = logits2.clone()
     expected[editable2] = (1 - w) * logits2[editable2] + w * logits1[editable2]
     expected[..., MASK] = LOW
-    torch.testing.assert_close(second, expected)
+    torch.testing.assert_close(second.log_softmax(-1), expected.log_softmax(-1))
     assert torch.equal(second[~editable2], logits2[~editable2])
     # Growing the set again: positions not editable at the previous call start at the logits.
     third = _call(guidance, logits1, sample, editable1, step=2)
     regrown = editable1 & ~editable2
-    torch.testing.assert_close(third[regrown], logits1[regrown])
+    torch.testing.assert_close(third[regrown].log_softmax(-1), logits1[regrown].log_softmax(-1))
 
 
 def test_one_sample_stops_early_while_the_other_goes_on():
@@ -698,6 +698,10 @@ def test_hook_input_errors(target_reward, bad):
         ("max_grad_norm", 0.0),
         ("score_function", "sometimes"),
         ("optimize_dtype", "bfloat16"),
+        ("top_k", 0),
+        ("top_k", 2.0),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
         ("estimator", "no_such_estimator"),
         ("estimator_options", {"no_such_option": 1}),
     ],
@@ -808,6 +812,104 @@ def test_reward_validate_runs_once_per_generation():
     guidance.reset()
     _call(guidance, logits, sample, editable)
     assert reward.validated == 2
+
+
+# ----------------------------------------------------------------------------- sparse support
+
+
+def test_support_covering_every_allowed_token_changes_nothing():
+    # top_k = V - 1 keeps every token but the (masked) mask token: a zero-gradient reward leaves
+    # phi at the logits, and the hook returns them bit for bit, KL 0.
+    logits, sample, editable = _hook_inputs()
+    guidance = RewardGuidance(ConstantReward(), top_k=V - 1, kl_weight=0.0, n_opt_steps=3)
+    out = _call(guidance, logits, sample, editable)
+    assert torch.equal(out, logits)
+    stats = guidance.trace[-1]
+    assert stats["support_size"] == V - 1
+    assert stats["kl_after_per_sample"] == pytest.approx([0.0, 0.0], abs=1e-5)
+    assert stats["support_mass_per_sample"] == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize("handoff", ["logits", "argmax"])
+def test_top_k_support_keeps_every_other_token_impossible(handoff):
+    k = 4
+    logits, sample, editable = _hook_inputs(batch=2, length=12)
+    top = logits.topk(k, dim=-1).indices  # (B, L, k)
+    # A reward for a token inside each row's support: the first row's 2nd most likely token.
+    target = int(top[0, -1, 1])
+    reward = TokenSetReward([target], vocab_size=V)
+    guidance = RewardGuidance(reward, top_k=k, handoff=handoff, kl_weight=0.0, lr=1.0)
+    out = _call(guidance, logits, sample, editable)
+    low = torch.finfo(out.dtype).min
+    allowed = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, top, True)
+    rows = out[editable]
+    assert (rows[~allowed[editable]] == low).all()  # outside the support: impossible
+    assert torch.equal(out[~editable], logits[~editable])
+    assert torch.equal(out[..., MASK], logits[..., MASK])
+    if handoff == "argmax":  # exactly one possible token per row, inside the support
+        assert ((rows > low).sum(-1) == 1).all()
+        assert out[0, -1].argmax() == target
+    else:
+        assert (out[0, -1].softmax(-1)[target] > logits[0, -1].softmax(-1)[target]).item()
+
+
+def test_a_token_outside_the_support_is_out_of_reach():
+    logits, sample, editable = _hook_inputs()
+    bottom = 20
+    logits[..., bottom] = -8.0  # the least likely real token everywhere
+    reward = TokenSetReward([bottom], vocab_size=V)
+    dense = _call(RewardGuidance(reward, kl_weight=0.0, lr=1.0), logits, sample, editable)
+    sparse = _call(RewardGuidance(reward, top_k=8, kl_weight=0.0, lr=1.0), logits, sample, editable)
+    assert (dense[editable][:, bottom] > -8.0).all()  # dense guidance pulls it up
+    assert (sparse[editable][:, bottom] == torch.finfo(sparse.dtype).min).all()
+
+
+def test_kl_on_a_support_is_the_kl_to_the_full_prior():
+    logits, sample, editable = _hook_inputs(batch=2)
+    guidance = RewardGuidance(TokenSetReward([TARGET], vocab_size=V), top_k=6, lr=0.5)
+    out = _call(guidance, logits, sample, editable).double()
+    q = out.softmax(-1)  # zero outside the support
+    logp = logits.double().log_softmax(-1)  # the full prior
+    by_hand = [
+        sum(
+            float(q[b, i, v] * (q[b, i, v].log() - logp[b, i, v]))
+            for i in range(logits.shape[1])
+            if editable[b, i]
+            for v in range(V)
+            if q[b, i, v] > 0
+        )
+        for b in range(2)
+    ]
+    assert guidance.trace[-1]["kl_after_per_sample"] == pytest.approx(by_hand, rel=1e-4)
+    mass = guidance.trace[-1]["support_mass_per_sample"]
+    expected = [
+        float(logp[b][editable[b]].exp().topk(6, dim=-1).values.sum(-1).mean()) for b in range(2)
+    ]
+    assert mass == pytest.approx(expected, rel=1e-5)
+
+
+def test_top_p_support_is_the_widest_nucleus():
+    logits, sample, editable = _hook_inputs(batch=2)
+    guidance = RewardGuidance(ConstantReward(), top_p=0.5, n_opt_steps=1)
+    _call(guidance, logits, sample, editable)
+    probs = logits[editable].softmax(-1).sort(-1, descending=True).values
+    width = int(((probs.cumsum(-1) - probs) < 0.5).sum(-1).max())
+    assert guidance.trace[-1]["support_size"] == width
+    out = _call(RewardGuidance(ConstantReward(), top_p=0.5, top_k=2), logits, sample, editable)
+    assert ((out[editable] > torch.finfo(out.dtype).min).sum(-1) <= 2).all()
+
+
+def test_support_with_score_function_and_warm_start():
+    logits, sample, editable = _hook_inputs(batch=2)
+    black_box = FunctionReward(lambda seqs: [s.count(TARGET) for s in seqs], on="ids")
+    black_box.vocab_size = V
+    guidance = RewardGuidance(black_box, top_k=8, num_relaxed_samples=4, warm_start=0.5, lr=0.5)
+    for step in range(3):
+        out = _call(guidance, logits, sample, editable, step=step)
+        assert torch.isfinite(out[editable].softmax(-1)).all()
+        top = logits.topk(8, dim=-1).indices
+        allowed = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, top, True)
+        assert (out[editable][~allowed[editable]] == torch.finfo(out.dtype).min).all()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -137,6 +137,15 @@ class GuidanceConfig:
             function for every reward. ``"never"``: a black-box reward is an error.
         optimize_dtype (`Literal["float32", "float64"]`): dtype of φ and of the inner loop; the
             returned logits are in the input dtype.
+        top_k (`int | None`): optimise φ only on the model's ``top_k`` most likely tokens at each
+            editable position; every other token stays impossible, in the inner loop and in what
+            the sampler receives. The KL is still to the full prior (``KL(q ‖ p_S) − log p(S)``).
+            Cheaper at large vocabularies (all inner tensors are ``(N, K)``), and a fluency
+            control: the reward cannot pull in tokens the model ranks below ``top_k``. None = the
+            whole vocabulary.
+        top_p (`float | None`): the same with the smallest set of most likely tokens whose mass
+            reaches ``top_p`` (in (0, 1]), padded to the widest row of the step; applied within
+            ``top_k`` when both are set (a full sort of each row when ``top_k`` is None).
         record_rewards (`bool`): evaluate ``reward_before``/``reward_after`` for the trace (two
             extra reward forwards and a host synchronisation per guided step).
     """
@@ -210,6 +219,17 @@ class GuidanceConfig:
         default="float32",
         metadata=_help("dtype of the inner optimisation", choices=_OPT_DTYPES),
     )
+    # The whole vocabulary by default: no token the model allows is out of the reward's reach.
+    top_k: int | None = field(
+        default=None,
+        metadata=_help(
+            "optimise only the model's K most likely tokens per position (default: all)"
+        ),
+    )
+    top_p: float | None = field(
+        default=None,
+        metadata=_help("optimise only the model's nucleus of mass X per position (within --top-k)"),
+    )
     # Record before/after rewards in the trace; costs two reward forwards per guided step.
     record_rewards: bool = field(
         default=True,
@@ -278,6 +298,17 @@ class GuidanceConfig:
             raise ValueError(
                 f"`guide_start` ({self.guide_start!r}) must be <= `guide_stop` "
                 f"({self.guide_stop!r}). Swap them or set `guide_start=0.0`."
+            )
+        if self.top_k is not None and (not is_int(self.top_k) or self.top_k < 1):
+            raise ValueError(
+                f"`top_k` must be an integer >= 1 or None, got {self.top_k!r}. "
+                "Use `top_k=None` to optimise over the whole vocabulary."
+            )
+        top_p = self.top_p
+        if top_p is not None and (not is_real(top_p) or not 0.0 < top_p <= 1.0):
+            raise ValueError(
+                f"`top_p` must be a number in (0, 1] or None, got {top_p!r}. "
+                "Use e.g. `top_p=0.95`, or `top_p=None` for no nucleus restriction."
             )
         clip = self.max_grad_norm
         if clip is not None and (not is_real(clip) or not math.isfinite(clip) or clip <= 0):

@@ -2,10 +2,10 @@
 
 Both functions take the :class:`~redge_guidance.guidance.inner.InnerProblem` (which holds the
 estimator, the reward, the fixed context and the private generator), the leaf ``phi`` of shape
-``(N, V)`` and the reward's input buffer ``(S·B, L, V)``, whose editable rows they overwrite.
-They return the gradient of ``−mean_s reward`` with respect to ``phi`` and the per-sample mean
-reward ``(B,)``; the KL term is added by the caller. Gradients are taken with respect to the
-reward's *input* only, never its parameters nor the denoiser.
+``(N, K)`` (K = V, or the support's size) and the reward's input buffer ``(S·B, L, V)``, whose
+editable rows they overwrite. They return the gradient of ``−mean_s reward`` with respect to
+``phi`` and the per-sample mean reward ``(B,)``; the KL term is added by the caller. Gradients are
+taken with respect to the reward's *input* only, never its parameters nor the denoiser.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ def pathwise(
     N, V = phi.shape
     phi_s = phi.unsqueeze(0).expand(S, N, V) if S > 1 else phi.unsqueeze(0)
     hard = p.estimator(phi_s, generator=p.generator).hard  # (S, N, V)
-    per_draw = buffer.view(S, B, *buffer.shape[1:])
     with torch.no_grad():
-        per_draw[:, p.editable] = hard.detach().to(buffer.dtype)
+        p.write_rows(buffer, hard.detach())
     # A fresh leaf on the buffer's storage (the previous step's graph is already freed).
     x = buffer.detach().requires_grad_(True)
     p.clock.lap("relaxation")
@@ -45,7 +44,7 @@ def pathwise(
     reward_b = scores.view(S, B).mean(0)  # (B,)
     (g_x,) = torch.autograd.grad(reward_b.sum(), x)
     p.clock.lap("reward")
-    g_hard = g_x.view(S, B, *buffer.shape[1:])[:, p.editable]  # (S, N, V)
+    g_hard = p.read_rows(g_x)  # (S, N, K)
     (grad,) = torch.autograd.grad(hard, phi, grad_outputs=-g_hard.to(hard.dtype))
     p.clock.lap("relaxation")
     return grad, reward_b.detach()
@@ -65,8 +64,8 @@ def score_function(
         probs = logq.detach().exp().unsqueeze(0).expand(S, N, V)
         idx = sample_from_probs(probs, draw_row_uniforms(probs, p.generator))  # (S, N)
         draws = torch.zeros(S, N, V, dtype=buffer.dtype, device=buffer.device)
-        draws.scatter_(-1, idx.unsqueeze(-1), 1.0)
-        buffer.view(S, B, *buffer.shape[1:])[:, p.editable] = draws
+        draws.scatter_(-1, idx.unsqueeze(-1), 1.0)  # (S, N, K) one-hots on the support
+        p.write_rows(buffer, draws)
     p.clock.lap("relaxation")
     with torch.no_grad():
         scores = p.reward_call(buffer, p.reward_mask, S * B)

@@ -301,7 +301,14 @@ class RewardGuidance:
             guided=True,
             num_editable=problem.N,
             score_function=self.use_score_function,
+            support_size=problem.K,
         )
+        if not problem.support.dense:  # prior mass on φ's support, per sample
+            mass = problem.per_sample(problem.prior_logp.exp().sum(-1).to(torch.float64))
+            rows = problem.per_sample(
+                torch.ones_like(problem.prior_logp[:, 0], dtype=torch.float64)
+            )
+            stats.support_mass_per_sample = (mass / rows.clamp_min(1)).tolist()
         if cfg.record_rewards:
             r_before = problem.decoded_reward(problem.prior_rows)
             stats.reward_before_per_sample = r_before.tolist()
@@ -340,7 +347,7 @@ class RewardGuidance:
         if not callable(validate):
             return
         x = problem.context.clone()
-        x[problem.editable] = problem.prior_logp.exp()
+        x[problem.editable] = problem.start_probs().to(x.dtype)
         if problem.attention_mask is None:
             validate(x)
         else:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from . import gradients
 from .config import GuidanceConfig
+from .support import Support
 from .trace import TIMING_KEYS
 
 __all__ = ["InnerProblem", "WarmStart", "RewardCall"]
@@ -69,12 +70,15 @@ class WarmStart:
         shape (`tuple[int, int, int]`): (B, L, V) of that call.
         index (`torch.Tensor` of shape `(B, L)`, int64): row of ``phi`` of each position, -1 where
             the position was not editable.
-        phi (`torch.Tensor` of shape `(N, V)`): the final φ rows, detached.
+        logq (`torch.Tensor` of shape `(N, K)`): log softmax of the final φ rows, detached.
+        support (`torch.Tensor` of shape `(N, K)`, *optional*): their vocabulary ids (None:
+            the whole vocabulary).
     """
 
     shape: tuple[int, int, int]
     index: torch.Tensor
-    phi: torch.Tensor
+    logq: torch.Tensor
+    support: torch.Tensor | None = None
 
 
 @dataclass
@@ -150,11 +154,25 @@ class InnerProblem:
         self.batch_idx = self.editable.nonzero()[:, 0]  # (N,) sample of each row
         self.N = self.batch_idx.numel()
         self.raw_rows = self.logits[self.editable]  # (N, V) in the input dtype
-        self.vmask = self.raw_rows <= torch.finfo(self.in_dtype).min  # (N, V) masked entries
-        ell = self.raw_rows.to(self.dtype).masked_fill(self.vmask, self.low)  # finite
-        self.prior_rows = ell  # (N, V) the model's logits, finite
-        self.prior_logp = torch.log_softmax(ell, dim=-1)  # (N, V)
+        raw_masked = self.raw_rows <= torch.finfo(self.in_dtype).min  # (N, V) masked entries
+        ell = self.raw_rows.to(self.dtype).masked_fill(raw_masked, self.low)  # finite
+        # φ's support: (N, K) rows, K = V (dense) or the model's top tokens.
+        self.support, rows = Support.select(ell, config.top_k, config.top_p, self.low)
+        self.K = self.support.K
+        if self.support.dense:
+            self.vmask = raw_masked  # (N, V)
+            self.prior_logp = torch.log_softmax(ell, dim=-1)
+        else:
+            self.vmask = rows <= self.low  # (N, K): masked, or outside the nucleus
+            # log p over the *full* vocabulary, read on the support: the KL is to the full prior.
+            self.prior_logp = rows - torch.logsumexp(ell, dim=-1, keepdim=True)
+        self.prior_rows = rows  # (N, K) the model's logits on the support, finite
+        del ell
         self.context = self._context(sample.detach().long(), mask_token_id)  # (B, L, V)
+        # Flat row ids of the editable positions in the (S·B·L, V) reward input (sparse writes).
+        pos = self.editable.flatten().nonzero()[:, 0]  # (N,)
+        offsets = torch.arange(self.S, device=self.device).unsqueeze(-1) * (self.B * self.L)
+        self._flat_rows = (offsets + pos).reshape(-1, 1)  # (S·N, 1)
         self.phi0 = self._start(warm_start)
         self.clock.lap("setup")
 
@@ -178,26 +196,64 @@ class InnerProblem:
             ctx = self.logits[soft_rows].to(self.dtype)
             ctx = ctx.masked_fill(ctx <= torch.finfo(self.in_dtype).min, self.low)
             base[soft_rows] = torch.softmax(ctx, dim=-1)
+        if not self.support.dense:  # editable rows are written entry by entry: start at zero
+            base[self.editable] = 0.0
         return base
 
     def _start(self, warm: WarmStart | None) -> torch.Tensor:
-        """φ's starting rows: ℓ, mixed with the previous φ where that row was editable too."""
-        phi0 = self.prior_rows.clone()
+        """φ's starting rows: ℓ, or where the row was editable at the previous call too, the
+        log-linear mix ``(1 − w) log p + w log q_prev`` (``q_prev``: that call's softmax φ; a
+        token outside its support counts as unchanged, ``log q_prev = log p``)."""
         weight = self.config.warm_start
         if weight == 0.0 or warm is None or warm.shape != (self.B, self.L, self.V):
-            return phi0
+            return self.prior_rows.clone()
         rows = warm.index.to(self.device)[self.editable]  # (N,) previous row or -1
         have = rows >= 0
-        if bool(have.any()):
-            mixed = (1.0 - weight) * self.prior_rows[have] + weight * warm.phi[rows[have]]
-            phi0[have] = mixed
+        logp = self.prior_logp
+        previous = warm.logq[rows.clamp_min(0)]  # (N, K_prev)
+        if warm.support is None and self.support.dense:
+            logq = previous
+        else:  # map the previous support's entries onto this one, through the vocabulary
+            prev_index = warm.support[rows.clamp_min(0)] if warm.support is not None else None
+            dense = Support(prev_index, self.V).scatter(previous, float("nan"))  # (N, V)
+            logq = self.support.gather(dense)
+            logq = torch.where(torch.isnan(logq), logp, logq)
+        mixed = (1.0 - weight) * logp + weight * logq
+        phi0 = torch.where(have.unsqueeze(-1), mixed, self.prior_rows)
         return phi0.masked_fill(self.vmask, self.low)
 
     def warm_state(self, phi: torch.Tensor) -> WarmStart:
         """The warm-start state for the next call, from the final φ rows."""
         index = torch.full((self.B, self.L), -1, dtype=torch.long, device=self.device)
         index[self.editable] = torch.arange(self.N, device=self.device)
-        return WarmStart((self.B, self.L, self.V), index, phi.clone())
+        logq = torch.log_softmax(phi, dim=-1).masked_fill(self.vmask, self.low)
+        return WarmStart((self.B, self.L, self.V), index, logq, self.support.index)
+
+    # -- reading and writing the reward's input -------------------------------------------------
+
+    def write_rows(self, buffer: torch.Tensor, rows: torch.Tensor) -> None:
+        """Write ``rows`` (S, N, K) into the editable positions of the reward's input buffer
+        (S·B, L, V), in place (entries outside the support stay zero)."""
+        S = rows.shape[0]
+        if self.support.dense:
+            buffer.view(S, self.B, self.L, self.V)[:, self.editable] = rows.to(buffer.dtype)
+        else:
+            index = self.support.index.repeat(S, 1)  # (S·N, K)
+            flat = buffer.view(-1, self.V)
+            flat[self._flat_rows, index] = rows.reshape(-1, self.K).to(buffer.dtype)
+
+    def read_rows(self, grad: torch.Tensor) -> torch.Tensor:
+        """The editable rows' entries (S, N, K) of a gradient with respect to the buffer."""
+        S = grad.shape[0] // self.B
+        if self.support.dense:
+            return grad.view(S, self.B, self.L, self.V)[:, self.editable]
+        index = self.support.index.repeat(S, 1)
+        return grad.reshape(-1, self.V)[self._flat_rows, index].view(S, self.N, self.K)
+
+    def start_probs(self) -> torch.Tensor:
+        """A point of the simplex per editable row (N, V): the prior renormalised on the
+        support (what the reward's ``validate`` is shown)."""
+        return self.support.scatter(torch.softmax(self.prior_rows, dim=-1), 0.0)
 
     # -- objective -----------------------------------------------------------------------------
 
@@ -214,10 +270,11 @@ class InnerProblem:
 
     def decoded_reward(self, rows: torch.Tensor) -> torch.Tensor:
         """Reward (no grad, float32 on the host's device) with the editable positions at the
-        one-hot argmax of ``rows`` (N, V): what the sequence would be if decoded greedily now."""
+        one-hot argmax of ``rows`` (N, K): what the sequence would be if decoded greedily now."""
         with torch.no_grad():
             x = self.context.clone()
-            x[self.editable] = F.one_hot(rows.argmax(-1), self.V).to(x.dtype)
+            ids = self.support.to_vocab(rows.argmax(-1))
+            x[self.editable] = F.one_hot(ids, self.V).to(x.dtype)
             return self.reward_call(x, self.attention_mask, self.B).detach().float()
 
     # -- the loop ------------------------------------------------------------------------------
@@ -269,15 +326,16 @@ class InnerProblem:
 
     def guided_logits(self, phi: torch.Tensor) -> torch.Tensor:
         """The logits handed to the sampler: the input outside the editable rows and at masked
-        entries (bit for bit), φ (or its one-hot argmax) at the editable rows, input dtype."""
+        entries (bit for bit); at the editable rows φ (or its one-hot argmax), and the dtype's
+        minimum outside φ's support; input dtype."""
+        low = torch.finfo(self.in_dtype).min
         if self.config.handoff == "argmax":
-            top = phi.argmax(dim=-1, keepdim=True)
-            low = torch.finfo(self.in_dtype).min
+            top = self.support.to_vocab(phi.argmax(dim=-1)).unsqueeze(-1)
             rows = torch.full_like(self.raw_rows, low).scatter_(-1, top, 0.0)
         else:
-            rows = phi.to(self.in_dtype)
+            rows = self.support.scatter(phi.to(self.in_dtype), low)
         out = self.logits.clone()
-        out[self.editable] = torch.where(self.vmask, self.raw_rows, rows)
+        out[self.editable] = torch.where(self.raw_rows <= low, self.raw_rows, rows)
         return out
 
 

@@ -51,6 +51,11 @@ class GuidanceStepStats:
         objective_inner_last (`float | None`): batch mean of the inner loop's last (stochastic)
             objective estimate, relaxed-sample reward minus weighted KL.
         score_function (`bool`): whether the score-function (REINFORCE) gradient was used.
+        support_size (`int | None`): entries per editable row that φ optimises (the vocabulary
+            size unless ``top_k``/``top_p`` restrict it).
+        support_mass_per_sample (`list[float] | None`): with a restricted support, the model's
+            probability mass on it, averaged over each sample's editable rows (1 − this is what
+            the restriction cuts away).
         seed (`int | None`): seed of the private generator the hook drew its noise from.
         seconds (`float`): wall time of the whole call.
         timing (`dict[str, float]`): seconds per phase, keys :data:`TIMING_KEYS`, measured only
@@ -80,6 +85,8 @@ class GuidanceStepStats:
     objective: float | None = None
     objective_inner_last: float | None = None
     score_function: bool = False
+    support_size: int | None = None
+    support_mass_per_sample: list[float] | None = None
     seed: int | None = None
     seconds: float = 0.0
     timing: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMING_KEYS, 0.0))
