@@ -335,6 +335,7 @@ class RewardGuidance:
                 stats.objective = float((r_after.to(kl_b.dtype) - cfg.kl_weight * kl_b).mean())
             if cfg.warm_start > 0.0:
                 self._warm = problem.warm_state(phi)
+            problem.release()  # the reward's (B, L, V) input is no longer needed
             out = problem.guided_logits(phi)
         problem.clock.lap("scoring")
         stats.timing = dict(problem.clock.totals)
@@ -346,12 +347,12 @@ class RewardGuidance:
         validate = getattr(self.reward, "validate", None)
         if not callable(validate):
             return
-        x = problem.context.clone()
-        x[problem.editable] = problem.start_probs().to(x.dtype)
+        x = problem.with_start_probs()
         if problem.attention_mask is None:
             validate(x)
         else:
             validate(x, problem.attention_mask)
+        problem.clear_start_probs()
         problem.clock.lap("setup")
 
     def _reward(

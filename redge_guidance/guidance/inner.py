@@ -155,24 +155,21 @@ class InnerProblem:
         # The N editable rows, row-major over (B, L).
         self.batch_idx = self.editable.nonzero()[:, 0]  # (N,) sample of each row
         self.N = self.batch_idx.numel()
-        self.raw_rows = self.logits[self.editable]  # (N, V) in the input dtype
-        raw_masked = self.raw_rows <= torch.finfo(self.in_dtype).min  # (N, V) masked entries
-        ell = self.raw_rows.to(self.dtype).masked_fill(raw_masked, self.low)  # finite
-        # φ's support: (N, K) rows, K = V (dense) or the model's top tokens.
-        self.support, rows = Support.select(ell, config.top_k, config.top_p, self.low)
+        # φ's support and the model's logits on it: (N, K) rows, K = V (dense) or its top tokens.
+        self.support, raw = Support.select(self.logits, self.editable, config.top_k, config.top_p)
         self.K = self.support.K
+        self.raw_rows = raw  # (N, K) in the input dtype
+        self.vmask = raw <= torch.finfo(self.in_dtype).min  # (N, K): masked (or off the nucleus)
+        rows = raw.to(self.dtype).masked_fill(self.vmask, self.low)  # finite
         if self.support.dense:
-            self.vmask = raw_masked  # (N, V)
-            self.prior_logp = torch.log_softmax(ell, dim=-1)
-        else:
-            self.vmask = rows <= self.low  # (N, K): masked, or outside the nucleus
-            # log p over the *full* vocabulary, read on the support: the KL is to the full prior.
-            self.prior_logp = rows - torch.logsumexp(ell, dim=-1, keepdim=True)
+            self.prior_logp = torch.log_softmax(rows, dim=-1)
+        else:  # log p over the *full* vocabulary, read on the support: the KL is to the full prior
+            lse = _row_logsumexp(self.logits, self.editable).to(self.dtype)  # (N,)
+            self.prior_logp = rows - lse.unsqueeze(-1)
         self.prior_rows = rows  # (N, K) the model's logits on the support, finite
-        del ell
         self.context = self._context(sample.detach().long(), mask_token_id)  # (B, L, V)
         # Flat row ids of the editable positions in the (S·B·L, V) reward input (sparse writes).
-        pos = self.editable.flatten().nonzero()[:, 0]  # (N,)
+        pos = self.editable.flatten().nonzero()[:, 0]  # (N,), row-major like batch_idx
         offsets = torch.arange(self.S, device=self.device).unsqueeze(-1) * (self.B * self.L)
         self._flat_rows = (offsets + pos).reshape(-1, 1)  # (S·N, 1)
         self.phi0 = self._start(warm_start)
@@ -242,7 +239,7 @@ class InnerProblem:
         else:
             index = self.support.index.repeat(S, 1)  # (S·N, K)
             flat = buffer.view(-1, self.V)
-            flat[self._flat_rows, index] = rows.reshape(-1, self.K).to(buffer.dtype)
+            flat[self._flat_rows[: S * self.N], index] = rows.reshape(-1, self.K).to(buffer.dtype)
 
     def read_rows(self, grad: torch.Tensor) -> torch.Tensor:
         """The editable rows' entries (S, N, K) of a gradient with respect to the buffer."""
@@ -250,12 +247,26 @@ class InnerProblem:
         if self.support.dense:
             return grad.view(S, self.B, self.L, self.V)[:, self.editable]
         index = self.support.index.repeat(S, 1)
-        return grad.reshape(-1, self.V)[self._flat_rows, index].view(S, self.N, self.K)
+        flat_rows = self._flat_rows[: S * self.N]
+        return grad.reshape(-1, self.V)[flat_rows, index].view(S, self.N, self.K)
 
-    def start_probs(self) -> torch.Tensor:
-        """A point of the simplex per editable row (N, V): the prior renormalised on the
-        support (what the reward's ``validate`` is shown)."""
-        return self.support.scatter(torch.softmax(self.prior_rows, dim=-1), 0.0)
+    def with_start_probs(self) -> torch.Tensor:
+        """The context with a point of the simplex at each editable row: the prior renormalised
+        on the support (what the reward's ``validate`` is shown). Written into the context
+        itself, no copy: every later reader rewrites the editable rows (call
+        :meth:`clear_start_probs` before the loop)."""
+        probs = torch.softmax(self.prior_rows, dim=-1).to(self.context.dtype)  # (N, K)
+        self.write_rows(self.context, probs.unsqueeze(0))
+        return self.context
+
+    def clear_start_probs(self) -> None:
+        """Undo :meth:`with_start_probs` where the loop relies on zeros (sparse writes)."""
+        if not self.support.dense:
+            self.write_rows(self.context, torch.zeros_like(self.prior_rows).unsqueeze(0))
+
+    def release(self) -> None:
+        """Drop the reward's context (B, L, V) once no reward is left to evaluate."""
+        self.context = None
 
     # -- objective -----------------------------------------------------------------------------
 
@@ -343,21 +354,33 @@ class InnerProblem:
         entries (bit for bit); at the editable rows φ (or its one-hot argmax), and the dtype's
         minimum outside φ's support; input dtype."""
         low = torch.finfo(self.in_dtype).min
-        raw = self.raw_rows
+        raw = self.raw_rows  # (N, K)
         if self.config.handoff == "argmax":
-            top = self.support.to_vocab(phi.argmax(dim=-1)).unsqueeze(-1)
-            rows = torch.full_like(raw, low).scatter_(-1, top, 0.0)
-            rows = torch.where(raw <= low, raw, rows)
-        elif self.support.dense:
-            rows = torch.where(raw <= low, raw, phi.to(self.in_dtype))
-        else:  # masked entries keep their value (finfo.min or -inf), all others become finfo.min
-            rows = raw.clamp(max=low)
-            at_support = raw.gather(-1, self.support.index)
-            values = torch.where(at_support <= low, at_support, phi.to(self.in_dtype))
-            rows.scatter_(-1, self.support.index, values)
+            top = phi.argmax(dim=-1, keepdim=True)  # (N, 1) position in the support
+            values = torch.full_like(raw, low).scatter_(-1, top, 0.0)
+        else:
+            values = phi.to(self.in_dtype)
+        values = torch.where(raw <= low, raw, values)  # masked entries keep their value
         out = self.logits.clone()
-        out[self.editable] = rows
+        if self.support.dense:
+            out[self.editable] = values
+            return out
+        # Every entry of an editable row leaves the support's complement impossible: masked
+        # entries keep their value (finfo.min or -inf), all others become finfo.min, in place.
+        out.masked_fill_(self.editable.unsqueeze(-1) & (out > low), low)
+        out.view(-1, self.V)[self._flat_rows[: self.N], self.support.index] = values
         return out
+
+
+def _row_logsumexp(logits: torch.Tensor, rows: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """``logsumexp`` over the vocabulary of the rows selected by ``rows`` (B, L) bool, (N,),
+    a few rows at a time: no full-size temporary."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    index = rows.flatten().nonzero()[:, 0]
+    parts = [
+        torch.logsumexp(flat[index[i : i + chunk]], dim=-1) for i in range(0, len(index), chunk)
+    ]
+    return torch.cat(parts) if parts else logits.new_zeros(0)
 
 
 class _EarlyStop:

@@ -35,22 +35,30 @@ class Support:
 
     @classmethod
     def select(
-        cls, ell: torch.Tensor, top_k: int | None, top_p: float | None, low: float
+        cls,
+        logits: torch.Tensor,
+        editable: torch.Tensor,
+        top_k: int | None,
+        top_p: float | None,
     ) -> tuple[Support, torch.Tensor]:
-        """The support of rows ``ell`` (N, V) (finite; masked entries at ``low``) and the rows'
-        logits on it, (N, K), with entries beyond a row's nucleus set to ``low``."""
-        N, V = ell.shape
+        """The support of the editable rows of ``logits`` (B, L, V) and their logits on it,
+        (N, K) in the input dtype; entries beyond a row's nucleus are set to the dtype's
+        minimum (masked). The sparse case never copies a full-vocabulary row: top-k runs on the
+        logits in place and only (N, K) values are kept."""
+        V = logits.shape[-1]
         if top_p is None and (top_k is None or top_k >= V):
-            return cls(None, V), ell
+            return cls(None, V), logits[editable]
         k = V if top_k is None else min(top_k, V)
-        values, index = ell.topk(k, dim=-1, sorted=True)  # (N, k), most likely first
+        values, index = logits.topk(k, dim=-1, sorted=True)  # (B, L, k), most likely first
+        values, index = values[editable], index[editable]  # (N, k)
         if top_p is not None:
-            probs = torch.softmax(ell, dim=-1).gather(-1, index)  # (N, k)
+            lse = torch.logsumexp(logits, dim=-1)[editable].float().unsqueeze(-1)  # (N, 1)
+            probs = (values.float() - lse).exp()
             before = probs.cumsum(-1) - probs  # mass of the more likely entries
             keep = before < top_p  # the smallest prefix reaching top_p (at least one entry)
             width = max(int(keep.sum(-1).max()), 1)  # one host sync per guided step
             values, index, keep = values[:, :width], index[:, :width], keep[:, :width]
-            values = values.masked_fill(~keep, low)
+            values = values.masked_fill(~keep, torch.finfo(values.dtype).min)
         return cls(index, V), values
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:

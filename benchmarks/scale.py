@@ -1,0 +1,306 @@
+"""Guidance at the shapes users run: one guided denoising step with a 126,464-token vocabulary.
+
+The generator is a config-built, random-weight causal LM with LLaDA-8B's layer shapes (vocabulary
+126,464, hidden 4096, MLP 12288, 32 heads; few layers: what matters here is the vocabulary-sized
+work, and a full stack only scales the forward we report beside it). The reward is a config-built
+BERT classifier on the same vocabulary (hidden 256, 2 layers: about 1/40-1/50 of the generator),
+read through ``inputs_embeds = x @ E`` as every embedding-input reward is. For each cell (length L,
+batch B, support: dense or top-k) it times one guided denoising step split into model forward,
+the hook's phases (setup, relaxation, reward forward+backward, KL, optimiser, scoring) and the
+scheduler step, next to the unguided step, and the peak memory of the hook above what the logits
+already take.
+
+    python benchmarks/scale.py                  # the CPU cells that fit a 2-core, 24 GB machine
+    python benchmarks/scale.py --device cuda    # the full grid on a GPU, under 8 minutes
+
+Writes ``benchmarks/results/scale[_cuda].{json,md}``. Memory on CPU is the rise of the process's
+peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) over its level before the
+hook ran; on CUDA ``torch.cuda.max_memory_allocated`` above the allocated level before the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout: the packages, not benchmarks/rewards.py
+RESULTS = ROOT / "benchmarks" / "results"
+V = 126_464  # LLaDA's vocabulary
+MASK_ID = V - 1
+CPU_CELLS = ("256x1:dense", "256x1:top64", "1024x1:top64", "1024x1:dense")
+CUDA_CELLS = tuple(
+    f"{L}x{B}:{s}" for L in (256, 1024) for B in (1, 8) for s in ("dense", "top64", "top256")
+)
+HOOK_PHASES = ("setup", "relaxation", "kl", "optimizer", "scoring")  # the hook's own work
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--cells", nargs="*", help="LxB:dense|topK cells (default: per device)")
+    p.add_argument("--layers", type=int, default=None, help="generator layers (cpu 1, cuda 2)")
+    p.add_argument("--n-opt-steps", type=int, default=10, help="inner Adam steps (default 10)")
+    p.add_argument("--repeats", type=int, default=2, help="timed repeats per cell, best kept")
+    p.add_argument("--dtype", default=None, help="model dtype (cpu float32, cuda bfloat16)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--output", default=None, help="results stem (default results/scale[_cuda])")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    if args.device not in ("cpu", "cuda"):
+        p.error(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available here")
+    for cell in args.cells or ():
+        try:
+            _parse_cell(cell)
+        except ValueError as err:
+            p.error(str(err))
+    return args
+
+
+def _parse_cell(cell: str) -> tuple[int, int, int | None]:
+    try:
+        shape, support = cell.split(":")
+        L, B = (int(x) for x in shape.split("x"))
+        top_k = None if support == "dense" else int(support.removeprefix("top"))
+    except ValueError:
+        raise ValueError(f"cell {cell!r} must look like 256x1:dense or 1024x8:top64") from None
+    return L, B, top_k
+
+
+def build_models(device: torch.device, layers: int, dtype: torch.dtype):
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    torch.manual_seed(0)
+    gen_cfg = LlamaConfig(
+        vocab_size=V,
+        hidden_size=4096,
+        intermediate_size=12288,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        num_hidden_layers=layers,
+        max_position_embeddings=4096,
+    )
+    generator = LlamaForCausalLM(gen_cfg).to(device=device, dtype=dtype).eval()
+    rew_cfg = BertConfig(
+        vocab_size=V,
+        hidden_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        max_position_embeddings=4096,
+        num_labels=2,
+    )
+    classifier = BertForSequenceClassification(rew_cfg).to(device=device, dtype=dtype).eval()
+    return generator, classifier
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class Memory:
+    """Peak memory above a baseline: CUDA allocator statistics, or the process's peak RSS."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def start(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+            self.base = _status_kib("VmRSS") * 1024
+
+    def peak_above_start(self) -> int:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - self.base
+        return _status_kib("VmHWM") * 1024 - self.base
+
+
+def _status_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_cell(cell: str, models, args, device: torch.device) -> dict:
+    from pipelines import MaskedDiffusionScheduler
+    from redge_guidance import RewardGuidance
+    from rewards import SequenceClassifierReward
+
+    L, B, top_k = _parse_cell(cell)
+    generator, classifier = models
+    reward = SequenceClassifierReward(classifier, label=1, add_special_tokens=False)
+    scheduler = MaskedDiffusionScheduler(mask_token_id=MASK_ID)
+    scheduler.set_timesteps(8, device=device)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    ids = torch.randint(0, V - 1, (B, L), generator=gen).to(device)
+    ids[:, L // 4 :] = MASK_ID  # a quarter prompt/committed, the rest still masked
+    editable = ids == MASK_ID
+    memory = Memory(device)
+    best: dict | None = None
+    for _ in range(args.repeats):
+        hook = RewardGuidance(
+            reward,
+            n_opt_steps=args.n_opt_steps,
+            top_k=top_k,
+            record_rewards=False,
+            mask_token_id=MASK_ID,
+            profile=True,
+        )
+        with torch.no_grad():
+            _sync(device)
+            t0 = time.perf_counter()
+            logits = generator(input_ids=ids).logits
+            logits[..., MASK_ID] = torch.finfo(logits.dtype).min
+            _sync(device)
+            t_model = time.perf_counter() - t0
+            memory.start()
+            t0 = time.perf_counter()
+            guided = hook(logits, ids, editable=editable, step=0, num_steps=8, generator=gen)
+            _sync(device)
+            t_hook = time.perf_counter() - t0
+            hook_peak = memory.peak_above_start()
+            t0 = time.perf_counter()
+            scheduler.step(guided, scheduler.timesteps[0], ids, generator=gen)
+            _sync(device)
+            t_sched = time.perf_counter() - t0
+        timing = hook.trace[-1]["timing"]
+        row = {
+            "cell": cell,
+            "L": L,
+            "B": B,
+            "support": "dense" if top_k is None else f"top-{top_k}",
+            "model_forward_s": t_model,
+            "scheduler_step_s": t_sched,
+            "hook_s": t_hook,
+            "hook_phases_s": timing,
+            "hook_own_s": sum(timing[k] for k in HOOK_PHASES),
+            "reward_fwd_bwd_s": timing["reward"],
+            "unguided_step_s": t_model + t_sched,
+            "guided_step_s": t_model + t_hook + t_sched,
+            "logits_bytes": logits.numel() * logits.element_size(),
+            "logits_fp32_bytes": logits.numel() * 4,
+            "hook_peak_extra_bytes": hook_peak,
+        }
+        row["hook_own_share"] = row["hook_own_s"] / row["guided_step_s"]
+        row["guided_over_unguided"] = row["guided_step_s"] / row["unguided_step_s"]
+        row["hook_peak_in_fp32_logits"] = hook_peak / row["logits_fp32_bytes"]
+        if best is None or row["guided_step_s"] < best["guided_step_s"]:
+            best = row
+        del logits, guided, hook
+    return best
+
+
+def machine(device: torch.device, threads: int) -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def render(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        "# One guided denoising step at V = 126,464",
+        "",
+        f"Machine: {m.get('gpu', m['processor'])}, {m['cpu_count']} cores, torch {m['torch']}, "
+        f"{m['torch_threads']} thread(s). Generator: {result['generator_params'] / 1e9:.2f} B "
+        f"params ({result['layers']} layer(s), LLaDA-8B layer shapes), reward "
+        f"{result['reward_params'] / 1e6:.0f} M params, {result['n_opt_steps']} inner steps, "
+        f"{result['dtype']}. Command: `{result['command']}`.",
+        "",
+        "| L x B | support | model fwd s | hook s | reward f+b s | hook own s | hook own % of "
+        "guided | guided / unguided | hook peak extra (fp32 logits) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['L']} x {r['B']} | {r['support']} | {r['model_forward_s']:.2f} | "
+            f"{r['hook_s']:.2f} | {r['reward_fwd_bwd_s']:.2f} | {r['hook_own_s']:.2f} | "
+            f"{100 * r['hook_own_share']:.1f}% | {r['guided_over_unguided']:.2f} | "
+            f"{r['hook_peak_extra_bytes'] / 2**20:.0f} MiB "
+            f"({r['hook_peak_in_fp32_logits']:.2f}) |"
+        )
+    lines += [
+        "",
+        "Hook own = setup + relaxation + KL + optimiser + scoring (everything but the model and "
+        "the reward's forward/backward). Peak extra: the hook's peak memory above what was "
+        "allocated before it ran, and in units of one fp32 copy of the logits.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    layers = args.layers or (1 if device.type == "cpu" else 2)
+    dtype = getattr(torch, args.dtype or ("float32" if device.type == "cpu" else "bfloat16"))
+    cells = args.cells or (CPU_CELLS if device.type == "cpu" else CUDA_CELLS)
+    stem = (
+        Path(args.output)
+        if args.output
+        else RESULTS / ("scale" if device.type == "cpu" else "scale_cuda")
+    )
+    models = build_models(device, layers, dtype)
+    result = {
+        "machine": machine(device, args.threads),
+        "command": "python benchmarks/scale.py " + " ".join(argv or sys.argv[1:]),
+        "layers": layers,
+        "dtype": str(dtype).removeprefix("torch."),
+        "n_opt_steps": args.n_opt_steps,
+        "generator_params": _count(models[0]),
+        "reward_params": _count(models[1]),
+        "rows": [],
+    }
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for cell in cells:
+        row = run_cell(cell, models, args, device)
+        result["rows"].append(row)
+        if not args.quiet:
+            print(
+                f"{cell}: guided {row['guided_step_s']:.2f}s (hook {row['hook_s']:.2f}s, own "
+                f"{100 * row['hook_own_share']:.1f}%), unguided {row['unguided_step_s']:.2f}s, "
+                f"peak extra {row['hook_peak_in_fp32_logits']:.2f} fp32 logits",
+                flush=True,
+            )
+        # Written after every cell: an interrupted run keeps what it measured.
+        stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        stem.with_suffix(".md").write_text(render(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
