@@ -405,6 +405,35 @@ def test_sudoku_reward_errors():
         sudoku_reward()(soft(L=50))
 
 
+def test_check_vocab_size_names_reward_sizes_and_fix():
+    r = TokenSetReward([1, 2], vocab_size=V)
+    rewards.check_vocab_size(r, V)  # same size: no error
+    rewards.check_vocab_size(Bad(lambda x: x.sum((1, 2))), 99)  # vocab_size None: any size
+    with pytest.raises(
+        ValueError,
+        match=r"TokenSetReward has vocab_size=12 but the last axis of the logits has 7 entries\. "
+        r".*rewards\.VocabularyBridge.*`sub_vocab_ids=`",
+    ):
+        rewards.check_vocab_size(r, 7)
+    with pytest.raises(ValueError, match=r"of the prior's logits has 7 entries\. Use 12\.$"):
+        rewards.check_vocab_size(r, 7, what="the prior's logits", fix="Use 12.")
+
+
+def test_check_scores_shape_and_finiteness():
+    scores = torch.tensor([0.5, -1.0, 2.0])
+    assert rewards.check_scores(scores, 3, "MyReward") is scores  # unchanged, same object
+    with pytest.raises(
+        ValueError, match=r"MyReward must return a tensor of shape \(B,\) = \(2,\), got \(3,\)"
+    ):
+        rewards.check_scores(scores, 2, "MyReward")
+    with pytest.raises(ValueError, match=r"got list"):
+        rewards.check_scores([0.5, 1.0], 2, "MyReward")
+    bad = torch.tensor([0.0, float("nan")])
+    with pytest.raises(ValueError, match=r"MyReward returned non-finite scores \[0.0, nan\]"):
+        rewards.check_scores(bad, 2, "MyReward")
+    assert rewards.check_scores(bad, 2, "MyReward", finite=False) is bad
+
+
 def test_public_api_is_exported():
     for name in rewards.__all__:
         assert hasattr(rewards, name), name
