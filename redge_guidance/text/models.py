@@ -186,7 +186,7 @@ def load_text_model(
         getattr(emb, "num_embeddings", 0) or getattr(config, "vocab_size", len(tokenizer))
     )
     bert_ids = None
-    if (Path(source) / "bert_ids.json").is_file():
+    if (Path(source) / BERT_IDS_FILENAME).is_file():
         bert_ids = load_bert_ids(source)
         if len(bert_ids) != vocab_size:
             raise ValueError(
