@@ -173,7 +173,7 @@ class Prompt:
 
 def held_out_speeches() -> list[tuple[str, str, str]]:
     """`(play, speaker, speech text)` of every speech in the held-out plays, in play order."""
-    from redge_guidance.text_data import DEFAULT_HELD_OUT_PLAYS, clean_play, read_plays
+    from examples.text_corpus import DEFAULT_HELD_OUT_PLAYS, clean_play, read_plays
 
     raw = read_plays()
     speeches = []

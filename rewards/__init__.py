@@ -7,12 +7,13 @@ this package imports torch only; transformers is needed only by the objects you 
 
 from __future__ import annotations
 
-from ._embedding import AssembledInputs, EmbeddingInputReward
-from .base import Clipped, Normalized, Reward, WeightedSum
+from .base import Clipped, Normalized, Reward, WeightedSum, check_scores, check_vocab_size
 from .bridge import BridgedReward, VocabularyBridge
 from .classifier import SequenceClassifierReward
+from .embedding import AssembledInputs, EmbeddingInputReward, masked_mean
 from .function import FunctionReward
 from .language_model import LanguageModelReward
+from .linear_head import LinearHeadReward
 from .similarity import EmbeddingSimilarityReward
 from .sudoku import SudokuReward, sudoku_unit_matrix, sudoku_violations
 from .tokens import LexiconReward, TokenSetReward, vader_lexicon_scores
@@ -26,6 +27,7 @@ __all__ = [
     "FunctionReward",
     "LanguageModelReward",
     "LexiconReward",
+    "LinearHeadReward",
     "Normalized",
     "Reward",
     "SequenceClassifierReward",
@@ -33,6 +35,9 @@ __all__ = [
     "TokenSetReward",
     "VocabularyBridge",
     "WeightedSum",
+    "check_scores",
+    "check_vocab_size",
+    "masked_mean",
     "sudoku_unit_matrix",
     "sudoku_violations",
     "vader_lexicon_scores",

@@ -24,11 +24,77 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Reward", "WeightedSum", "Clipped", "Normalized"]
+__all__ = ["Reward", "WeightedSum", "Clipped", "Normalized", "check_scores", "check_vocab_size"]
 
 
 def _name(obj: object) -> str:
     return type(obj).__name__
+
+
+def check_vocab_size(
+    reward: Reward, vocab_size: int, *, what: str = "the logits", fix: str | None = None
+) -> None:
+    r"""Raise a `ValueError` when `reward` scores another vocabulary than `vocab_size` tokens.
+
+    The one place that says how to fix a vocabulary mismatch: the reward's own input check, the
+    guidance hook, the pipeline and the CLI all call it. A reward with `vocab_size=None` accepts
+    any size.
+
+    Args:
+        reward (`Reward`): the reward (anything with a `vocab_size` attribute).
+        vocab_size (`int`): the size of the last axis it is about to be fed.
+        what (`str`, defaults to `"the logits"`): names that tensor in the message.
+        fix (`str`, *optional*): replaces the default advice (bridge or sub-vocabulary) where the
+            caller knows a better one.
+
+    Raises:
+        `ValueError`: naming the reward class, both sizes, and the fix (`rewards.VocabularyBridge`
+            between tokenizers, `sub_vocab_ids=` for a sub-vocabulary of the reward model).
+    """
+    expected = getattr(reward, "vocab_size", None)
+    if expected is None or expected == vocab_size:
+        return
+    if fix is None:
+        fix = (
+            "The generator's vocabulary must be the reward's: wrap the reward in "
+            "`rewards.BridgedReward(reward, rewards.VocabularyBridge(...))` between different "
+            "tokenizers, or build it with `sub_vocab_ids=` for a sub-vocabulary of the reward "
+            "model."
+        )
+    raise ValueError(
+        f"{_name(reward)} has vocab_size={expected} but the last axis of {what} has "
+        f"{vocab_size} entries. {fix}"
+    )
+
+
+def check_scores(scores: object, batch_size: int, owner: str, *, finite: bool = True) -> Tensor:
+    r"""Check that `scores` is one score per sample; return it unchanged.
+
+    Args:
+        scores (`torch.Tensor` of shape `(batch_size,)`): what a reward returned.
+        batch_size (`int`): the number of samples `B` it scored.
+        owner (`str`): who returned it, for the message (e.g. the reward's class name).
+        finite (`bool`, defaults to `True`): also reject NaN/inf entries (one host sync).
+
+    Returns:
+        `torch.Tensor`: `scores`, unchanged.
+
+    Raises:
+        `ValueError`: not a tensor of shape `(batch_size,)`, or non-finite when `finite=True`.
+    """
+    if not isinstance(scores, Tensor) or scores.shape != (batch_size,):
+        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+        raise ValueError(
+            f"{owner} must return a tensor of shape (B,) = ({batch_size},), got {shape}. Return "
+            "one score per sample; do not sum over the batch."
+        )
+    if finite and not bool(torch.isfinite(scores).all()):
+        raise ValueError(
+            f"{owner} returned non-finite scores {scores.detach().cpu().tolist()[:8]}. Check the "
+            "reward's inputs with `reward.validate(x, attention_mask)`; clip log-probabilities "
+            "or use `rewards.Clipped`."
+        )
+    return scores
 
 
 class Reward(nn.Module):
@@ -139,13 +205,7 @@ class Reward(nn.Module):
                 f"{name} expects `x` of shape (B, L, V) (batch, length, vocab), got shape "
                 f"{tuple(x.shape)}. Add a batch axis with `x[None]` for a single sequence."
             )
-        if self.vocab_size is not None and x.shape[-1] != self.vocab_size:
-            raise ValueError(
-                f"{name} has vocab_size={self.vocab_size} but `x` has {x.shape[-1]} columns "
-                f"(shape {tuple(x.shape)}). The generator's vocabulary must be the reward's; "
-                "use `rewards.VocabularyBridge` between different tokenizers, or `sub_vocab_ids=` "
-                "for a sub-vocabulary of the reward model."
-            )
+        check_vocab_size(self, x.shape[-1], what=f"`x` (shape {tuple(x.shape)})")
         if attention_mask is not None:
             if not isinstance(attention_mask, Tensor) or attention_mask.shape != x.shape[:2]:
                 shape = getattr(attention_mask, "shape", type(attention_mask).__name__)
@@ -161,20 +221,7 @@ class Reward(nn.Module):
                 )
 
     def _check_output(self, scores: Tensor, x: Tensor) -> Tensor:
-        name = _name(self)
-        B = x.shape[0]
-        if not isinstance(scores, Tensor) or scores.shape != (B,):
-            shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-            raise ValueError(
-                f"{name}.forward must return a tensor of shape (B,) = ({B},), got {shape}. "
-                "Return one score per sample; do not sum over the batch."
-            )
-        if not bool(torch.isfinite(scores).all()):
-            raise ValueError(
-                f"{name} returned non-finite scores {scores.detach().cpu().tolist()[:8]}. "
-                "Check the reward's inputs with `reward.validate(x, attention_mask)`; clip "
-                "log-probabilities or use `rewards.Clipped`."
-            )
+        check_scores(scores, x.shape[0], _name(self))
         return scores.to(device=x.device, dtype=torch.float32)
 
     # ------------------------------------------------------------------ arithmetic

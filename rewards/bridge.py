@@ -38,10 +38,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._embedding import EmbeddingInputReward
 from ._tokenizers import decode_batch as _decode_batch
 from ._tokenizers import encode_batch as _encode_batch
-from .base import Reward
+from .base import Reward, check_vocab_size
+from .embedding import EmbeddingInputReward
 
 __all__ = ["VocabularyBridge", "BridgedReward"]
 
@@ -276,12 +276,12 @@ class BridgedReward(Reward):
                 f"BridgedReward expects a `Reward` and a `VocabularyBridge`, got "
                 f"{type(reward).__name__} and {type(bridge).__name__}."
             )
-        if reward.vocab_size is not None and reward.vocab_size != bridge.target_vocab_size:
-            raise ValueError(
-                f"BridgedReward: {type(reward).__name__} has vocab_size={reward.vocab_size} but "
-                f"the bridge maps to {bridge.target_vocab_size} target tokens. Build the bridge "
-                f"with `target_vocab_size={reward.vocab_size}`."
-            )
+        check_vocab_size(
+            reward,
+            bridge.target_vocab_size,
+            what="the bridge's output (its target tokens)",
+            fix=f"Build the bridge with `target_vocab_size={reward.vocab_size}`.",
+        )
         self.reward, self.bridge = reward, bridge
         self.vocab_size = bridge.source_vocab_size
         self.differentiable = reward.differentiable

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._embedding import AssembledInputs, EmbeddingInputReward
+from .embedding import AssembledInputs, EmbeddingInputReward
 
 __all__ = ["SequenceClassifierReward"]
 
@@ -19,7 +19,7 @@ class SequenceClassifierReward(EmbeddingInputReward):
     r"""Score of a target label under any transformers `AutoModelForSequenceClassification`.
 
     `x @ W` is fed as `inputs_embeds` (special tokens such as `[CLS]`/`[SEP]` are added by
-    lookup, padding is packed away; see `rewards._embedding`). For a one-hot `x` the score equals
+    lookup, padding is packed away; see `rewards.embedding`). For a one-hot `x` the score equals
     the model's on the matching `input_ids`.
 
     Args:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._embedding import AssembledInputs, EmbeddingInputReward
+from .embedding import AssembledInputs, EmbeddingInputReward
 
 __all__ = ["LanguageModelReward"]
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._embedding import AssembledInputs, EmbeddingInputReward, masked_mean
+from .embedding import AssembledInputs, EmbeddingInputReward, masked_mean
 
 __all__ = ["EmbeddingSimilarityReward"]
 

@@ -456,17 +456,6 @@ def test_parse_reward_spec():
     assert parse_reward_spec("lexicon:vader=-1").weight == -1.0
     s = parse_reward_spec("rewards:TokenSetReward")
     assert (s.kind, s.module, s.argument) == ("callable", "rewards", "TokenSetReward")
-    for bad in (
-        "",
-        "sentiment:meh",
-        "lexicon:afinn",
-        "fluency:0",
-        "similarity:",
-        "nope",
-        "rewards:missing_fn",
-    ):
-        with pytest.raises(ValueError):
-            parse_reward_spec(bad)
 
 
 @pytest.mark.integration

@@ -151,7 +151,9 @@ def test_call_checks_structure_and_names_the_class(r1):
         ValueError, match=r"Linear expects `x` of shape \(B, L, V\).*got shape \(5, 12\)"
     ):
         r1(soft()[0])
-    with pytest.raises(ValueError, match=r"Linear has vocab_size=12 but `x` has 7 columns"):
+    with pytest.raises(
+        ValueError, match=r"Linear has vocab_size=12 but the last axis of `x` .* has 7 entries"
+    ):
         r1(soft(vocab=7))
     with pytest.raises(ValueError, match="floating-point `x`.*one_hot"):
         r1(torch.zeros(2, 3, V, dtype=torch.long))
@@ -197,7 +199,7 @@ def test_validate_tolerance_follows_dtype(r1):
 def test_output_checks_name_the_class():
     x = soft()
     with pytest.raises(
-        ValueError, match=r"Bad.forward must return a tensor of shape \(B,\) = \(3,\), got \(3, 1\)"
+        ValueError, match=r"Bad must return a tensor of shape \(B,\) = \(3,\), got \(3, 1\)"
     ):
         Bad(lambda x: x.sum((1, 2))[:, None])(x)
     with pytest.raises(ValueError, match="Bad returned non-finite scores"):
@@ -401,6 +403,35 @@ def test_sudoku_reward_errors():
         SudokuReward(list(range(81)), [1] * 9, vocab_size=V)
     with pytest.raises(ValueError, match="length 50"):
         sudoku_reward()(soft(L=50))
+
+
+def test_check_vocab_size_names_reward_sizes_and_fix():
+    r = TokenSetReward([1, 2], vocab_size=V)
+    rewards.check_vocab_size(r, V)  # same size: no error
+    rewards.check_vocab_size(Bad(lambda x: x.sum((1, 2))), 99)  # vocab_size None: any size
+    with pytest.raises(
+        ValueError,
+        match=r"TokenSetReward has vocab_size=12 but the last axis of the logits has 7 entries\. "
+        r".*rewards\.VocabularyBridge.*`sub_vocab_ids=`",
+    ):
+        rewards.check_vocab_size(r, 7)
+    with pytest.raises(ValueError, match=r"of the prior's logits has 7 entries\. Use 12\.$"):
+        rewards.check_vocab_size(r, 7, what="the prior's logits", fix="Use 12.")
+
+
+def test_check_scores_shape_and_finiteness():
+    scores = torch.tensor([0.5, -1.0, 2.0])
+    assert rewards.check_scores(scores, 3, "MyReward") is scores  # unchanged, same object
+    with pytest.raises(
+        ValueError, match=r"MyReward must return a tensor of shape \(B,\) = \(2,\), got \(3,\)"
+    ):
+        rewards.check_scores(scores, 2, "MyReward")
+    with pytest.raises(ValueError, match=r"got list"):
+        rewards.check_scores([0.5, 1.0], 2, "MyReward")
+    bad = torch.tensor([0.0, float("nan")])
+    with pytest.raises(ValueError, match=r"MyReward returned non-finite scores \[0.0, nan\]"):
+        rewards.check_scores(bad, 2, "MyReward")
+    assert rewards.check_scores(bad, 2, "MyReward", finite=False) is bad
 
 
 def test_public_api_is_exported():

@@ -189,7 +189,10 @@ def test_bridge_errors(bpe_tok, wordpiece_tok):
     bridge = VocabularyBridge(bpe_tok, wordpiece_tok, target_vocab_size=len(wordpiece_tok) + 8)
     assert bridge(torch.ones(1, 2, len(bpe_tok)) / len(bpe_tok)).shape[-1] == len(wordpiece_tok) + 8
     lex = LexiconReward(torch.zeros(len(wordpiece_tok)))
-    with pytest.raises(ValueError, match=r"bridge maps to \d+ target tokens.*target_vocab_size"):
+    with pytest.raises(
+        ValueError,
+        match=r"LexiconReward has vocab_size=\d+ but .* bridge's output .*`target_vocab_size=",
+    ):
         BridgedReward(lex, bridge)
     with pytest.raises(ValueError, match=r"shape \(B, L, \d+\)"):
         bridge(torch.ones(1, 2, 3))

@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from rewards import (
     EmbeddingSimilarityReward,
     LanguageModelReward,
+    LinearHeadReward,
     SequenceClassifierReward,
 )
+from rewards.linear_head import load_linear_head, save_linear_head
 
 transformers = pytest.importorskip("transformers")
 
@@ -150,7 +152,7 @@ def test_classifier_sub_vocab_equals_full_vocab(classifier, tok):
     soft = torch.randn(2, 5, 7, generator=torch.Generator().manual_seed(3)).softmax(-1)
     x_full = torch.zeros(2, 5, V).index_copy(-1, sub, soft)
     torch.testing.assert_close(r(soft), full(x_full))
-    with pytest.raises(ValueError, match="vocab_size=7 but `x` has 32 columns"):
+    with pytest.raises(ValueError, match="vocab_size=7 but the last axis of `x` .* has 32 entries"):
         r(one_hot(sub[cols]))
 
 
@@ -218,6 +220,49 @@ def test_similarity_errors(encoder, tok, mlm):
     r = EmbeddingSimilarityReward(mlm, target_embedding=torch.ones(16))
     with pytest.raises(ValueError, match="last_hidden_state.*model.base_model"):
         r(one_hot(ids_batch()))
+
+
+# ----------------------------------------------------------------------------- linear head
+def test_linear_head_one_hot_equals_head_on_input_ids(encoder, tok):
+    g = torch.Generator().manual_seed(1)
+    w, b = torch.randn(1, 16, generator=g), torch.randn(1, generator=g)
+    r = LinearHeadReward(encoder, w, b, tok)
+    texts = ["a cat sat on the mat", "storm sea", "i hate it"]
+    batch = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+    x, mask = one_hot(batch["input_ids"]), batch["attention_mask"]
+    # Reference: the encoder on the token ids with [CLS] ... [SEP], mean over real slots.
+    full = tok(texts, padding=True, return_tensors="pt")
+    h = encoder(**full).last_hidden_state
+    m = full["attention_mask"][..., None].float()
+    ref = ((h * m).sum(1) / m.sum(1)) @ w[0] + b
+    got = r(x, attention_mask=mask)
+    torch.testing.assert_close(got, ref)
+    assert got.std() > 1e-3
+    negative = LinearHeadReward(encoder, w[0], b.reshape(()), tok, sign=-1.0)  # (H,) and () work
+    torch.testing.assert_close(negative(x, attention_mask=mask), -got)
+    assert_grad_reaches(r, x, attention_mask=mask)
+
+
+def test_linear_head_save_load_roundtrip(tmp_path, encoder, tok):
+    w, b = torch.arange(16.0)[None] / 16, torch.tensor([0.5])
+    path = save_linear_head(tmp_path / "head", w, b)
+    assert path.name == "head.safetensors"
+    w2, b2 = load_linear_head(tmp_path / "head")
+    assert torch.equal(w2, w) and torch.equal(b2, b)
+    x = one_hot(ids_batch())
+    r = LinearHeadReward.from_pretrained(encoder, tmp_path / "head", tok, sign=-1.0)
+    torch.testing.assert_close(r(x), -LinearHeadReward(encoder, w, b, tok)(x))
+    with pytest.raises(ValueError, match="has no head.safetensors"):
+        load_linear_head(tmp_path)
+
+
+def test_linear_head_errors(encoder, tok):
+    with pytest.raises(ValueError, match=r"`weight` must have shape \(1, 16\).*got \(1, 8\)"):
+        LinearHeadReward(encoder, torch.ones(1, 8), torch.zeros(1), tok)
+    with pytest.raises(ValueError, match=r"`bias` shape \(1,\).*got \(1, 16\) and \(2,\)"):
+        LinearHeadReward(encoder, torch.ones(1, 16), torch.zeros(2), tok)
+    with pytest.raises(ValueError, match=r"`sign` must be 1.0 or -1.0, got 2"):
+        LinearHeadReward(encoder, torch.ones(1, 16), torch.zeros(1), tok, sign=2)
 
 
 # ----------------------------------------------------------------------------- language models
@@ -314,7 +359,9 @@ def test_lm_errors(mlm, gpt2):
     with pytest.raises(ValueError, match="`pll_passes` must be a positive int"):
         LanguageModelReward(mlm, "masked", pll_passes=0, mask_token_id=MASK)
     r = LanguageModelReward(gpt2, "causal")
-    with pytest.raises(ValueError, match="LanguageModelReward has vocab_size=32 but `x` has 31"):
+    with pytest.raises(
+        ValueError, match="LanguageModelReward has vocab_size=32 but the last axis of `x` .* has 31"
+    ):
         r(torch.ones(1, 3, V - 1) / (V - 1))
 
 
@@ -363,7 +410,7 @@ def test_model_on_cuda_x_on_cpu(tok, dtype):
 
 
 def test_relaxed_embedding_lookup_path_is_exact_and_gradchecks():
-    from rewards._embedding import RelaxedEmbedding
+    from rewards.embedding import RelaxedEmbedding
 
     g = torch.Generator().manual_seed(0)
     W = torch.randn(V, 5, generator=g, dtype=torch.float64)

@@ -1,11 +1,17 @@
-"""Tests for redge_guidance.text_data: cleaning, sub-vocabulary tokenizer, split, window sampler."""
+"""Tests for examples/text_corpus.py: cleaning, sub-vocabulary tokenizer, split, window sampler."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from redge_guidance import text_data as td
+from redge_guidance.text import load_bert_ids
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import text_corpus as td  # noqa: E402
 
 CORPUS = td.find_corpus_dir()
 BASE = td.find_base_tokenizer_dir()
@@ -157,9 +163,9 @@ def test_streams_cover_split(data):
 
 def test_bert_ids_roundtrip(tmp_path, data):
     td.save_bert_ids(tmp_path, data.tokenizer, data.bert_ids)
-    assert td.load_bert_ids(tmp_path) == data.bert_ids
+    assert load_bert_ids(tmp_path) == data.bert_ids
     with pytest.raises(ValueError, match="bert_ids.json"):
-        td.load_bert_ids(tmp_path / "missing")
+        load_bert_ids(tmp_path / "missing")
 
 
 def test_window_sampler_seeded_and_contiguous():
