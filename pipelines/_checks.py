@@ -135,3 +135,34 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...], fix: str = "")
     """`value` is one of the strings `choices`."""
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.{fix}")
+
+
+def check_reward_vocab(reward: Any, model_vocab: int | None) -> None:
+    """The guidance's reward reads the model's vocabulary (when both sizes are known)."""
+    if reward is None or model_vocab is None:
+        return
+    try:
+        from rewards import check_vocab_size
+    except ImportError:  # a `rewards` without the shared check: the same rule, inline
+        reward_vocab = getattr(reward, "vocab_size", None)
+        if is_int(reward_vocab) and reward_vocab != model_vocab:
+            raise ValueError(
+                f"`guidance.reward.vocab_size` is {reward_vocab} but the model's vocabulary "
+                f"has {model_vocab} entries. Build the reward for the denoiser's tokenizer "
+                "or wrap it in `rewards.VocabularyBridge`."
+            ) from None
+        return
+    check_vocab_size(reward, model_vocab, what="the model's logits")
+
+
+def check_callback_sample(callback_outputs: Any, sample: torch.LongTensor) -> torch.LongTensor:
+    """The `"sample"` a step-end callback returned, if any, else `sample`."""
+    if callback_outputs is None or "sample" not in callback_outputs:
+        return sample
+    new = callback_outputs["sample"]
+    if not torch.is_tensor(new) or new.shape != sample.shape or new.dtype != torch.long:
+        raise ValueError(
+            "`callback_on_step_end` returned a `sample` that is not a LongTensor of shape "
+            f"{tuple(sample.shape)}, got {describe(new)}."
+        )
+    return new
