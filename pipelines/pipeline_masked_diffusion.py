@@ -145,8 +145,6 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         scheduler = MaskedDiffusionScheduler(mask_token_id=mask_token_id, **scheduler_kwargs)
         return cls(model=model, scheduler=scheduler, tokenizer=tokenizer)
 
-    # ------------------------------------------------------------------ properties
-
     @property
     def num_timesteps(self) -> int:
         return self._num_timesteps
@@ -169,9 +167,6 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
                 return tensor.device
             return torch.device("cpu")
         return super().device
-
-    def _model_vocab_size(self) -> int | None:
-        return config_int(self.model, ("vocab_size",))
 
     # ------------------------------------------------------------------ inputs
 
@@ -218,15 +213,15 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
                 f"{length!r}."
             )
         check_positive_int("num_inference_steps", num_inference_steps, "32")
+        if guidance is not None and not callable(guidance):
+            raise ValueError(
+                "`guidance` must be callable as guidance(logits, sample, editable=..., "
+                "step=..., num_steps=..., generator=..., attention_mask=...), got "
+                f"{type(guidance).__name__}."
+            )
+        model_vocab = config_int(self.model, ("vocab_size",))
         if guidance is not None:
-            if not callable(guidance):
-                raise ValueError(
-                    "`guidance` must be callable as guidance(logits, sample, editable=..., "
-                    "step=..., num_steps=..., generator=..., attention_mask=...), got "
-                    f"{type(guidance).__name__}."
-                )
-            check_reward_vocab(getattr(guidance, "reward", None), self._model_vocab_size())
-        model_vocab = self._model_vocab_size()
+            check_reward_vocab(getattr(guidance, "reward", None), model_vocab)
         if model_vocab is not None and self.mask_token_id >= model_vocab:
             raise ValueError(
                 f"`mask_token_id` is {self.mask_token_id} but the model's vocabulary has "
@@ -250,9 +245,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         if max_pos is None:
             return
         if prompt is not None:
-            prompts = [prompt] if isinstance(prompt, str) else prompt
-            rows = self.tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
-            longest = max(len(r) for r in rows)
+            longest = max(len(r) for r in self._prompt_rows(prompt, add_special_tokens))
         elif torch.is_tensor(input_ids):
             longest = input_ids.shape[-1]
         else:
@@ -264,6 +257,11 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
                 f"model's {max_pos} positions; use `length={max(1, max_pos - longest)}` or "
                 "shorter prompts."
             )
+
+    def _prompt_rows(self, prompt: str | list[str], add_special_tokens: bool) -> list[list[int]]:
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        rows = self.tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
+        return [list(r) for r in rows]
 
     def prepare_inputs(
         self,
@@ -284,11 +282,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         mask_id = self.mask_token_id
         pad = pad_token_id(self.tokenizer, self.model)
         if prompt is not None:
-            prompts = [prompt] if isinstance(prompt, str) else prompt
-            rows = self.tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
-            ids, am = left_pad(
-                [list(r) for r in rows], pad_token_id(self.tokenizer, self.model), "prompt"
-            )
+            ids, am = left_pad(self._prompt_rows(prompt, add_special_tokens), pad, "prompt")
             fixed = None
         elif torch.is_tensor(input_ids):
             ids = input_ids.unsqueeze(0) if input_ids.ndim == 1 else input_ids
