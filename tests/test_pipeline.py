@@ -454,6 +454,21 @@ def test_bad_inputs_raise_before_the_model_runs(boom_pipe, kwargs, match):
         boom_pipe(**kwargs)
 
 
+def test_reward_vocabulary_goes_through_the_shared_check(boom_pipe, monkeypatch):
+    rewards = pytest.importorskip("rewards")
+    calls = []
+
+    def check_vocab_size(reward, vocab_size, *, what="the logits"):
+        calls.append((reward, vocab_size, what))
+        raise ValueError("shared check ran")
+
+    monkeypatch.setattr(rewards, "check_vocab_size", check_vocab_size, raising=False)
+    guidance = RewardWithVocab(VOCAB)
+    with pytest.raises(ValueError, match="shared check ran"):
+        boom_pipe(prompt="w1", length=2, guidance=guidance)
+    assert calls == [(guidance.reward, VOCAB, "the model's logits")]
+
+
 def test_missing_pieces_raise_before_the_model_runs(tokenizer):
     no_mask = MaskedDiffusionPipeline(model=Boom(), scheduler=MaskedDiffusionScheduler())
     with pytest.raises(ValueError, match="No mask token id"):
