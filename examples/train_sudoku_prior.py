@@ -5,11 +5,17 @@ The model reads `[81 clue cells] [SEP] [81 solution cells]` (see
 masked. Grids come from a seeded backtracking generator and are augmented on the fly with
 random Sudoku symmetries; clues are random subsets of the cells.
 
+The maths is the library's: `MaskedDiffusionScheduler.add_noise` masks the training batches,
+`MaskedDiffusionScheduler.elbo_weight` weights the cross-entropy (MDLM's continuous-time ELBO,
+`1/t` for the linear schedule), and the validation puzzles are decoded by
+`MaskedDiffusionPipeline` around the solver's digit-only denoiser.
+
 Seeded, resumable (`--resume` continues from `OUTPUT/checkpoint.pt`), bounded by
 `--max-minutes`, with a progress bar (`--quiet` turns it off). The final model is written in
 Hugging Face layout (config, safetensors, tokenizer) with `training_record.json`.
 
     python examples/train_sudoku_prior.py --output runs/sudoku --max-minutes 30
+    python examples/train_sudoku_prior.py --smoke   # tiny model, 2 steps, temporary folder
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import platform
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,13 +37,34 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines import MaskedDiffusionPipeline, MaskedDiffusionScheduler  # noqa: E402
 from redge_guidance.sudoku import data as sd  # noqa: E402
 from redge_guidance.sudoku import layout as sl  # noqa: E402
+from redge_guidance.sudoku.prior import DigitDenoiser  # noqa: E402
+
+# The forward process of the training batches (linear schedule: a token is masked w.p. t).
+SCHEDULER = MaskedDiffusionScheduler(mask_token_id=sl.MASK_ID, schedule="linear")
+
+# `--smoke`: a tiny model and two steps, to check that the script runs end to end.
+SMOKE = {
+    "max_steps": 2,
+    "max_minutes": 1e6,  # step-bounded: the LR schedule does not depend on wall time
+    "batch_size": 4,
+    "warmup": 1,
+    "hidden": 16,
+    "layers": 1,
+    "heads": 2,
+    "intermediate": 32,
+    "n_train_grids": 8,
+    "eval_puzzles": 2,
+    "eval_every": 1,
+    "checkpoint_every": 1,
+}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--output", required=True, help="output folder (model + checkpoint + record)")
+    p.add_argument("--output", default=None, help="output folder (model + checkpoint + record)")
     p.add_argument("--max-minutes", type=float, default=30.0, help="wall-clock budget")
     p.add_argument("--max-steps", type=int, default=1_000_000)
     p.add_argument("--batch-size", type=int, default=None, help="default 512 on CUDA, 64 on CPU")
@@ -60,7 +88,21 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny model, 2 steps, a temporary output folder unless --output is given",
+    )
+    args = p.parse_args(argv)
+    if args.smoke:
+        for name, value in SMOKE.items():
+            if getattr(args, name) == p.get_default(name):
+                setattr(args, name, value)
+        if args.output is None:
+            args.output = tempfile.mkdtemp(prefix="sudoku_prior_smoke_")
+    if args.output is None:
+        p.error("--output is required (or --smoke for a run in a temporary folder)")
+    return args
 
 
 def build_model(args):
@@ -97,45 +139,36 @@ def make_batch(grids, B, args, gen, device):
     # stratified t ~ U(eps, 1): low-variance MDLM estimate
     u = (torch.arange(B, device=device) + torch.rand(B, generator=gen, device=device)) / B
     t = (1e-3 + (1 - 1e-3) * u)[torch.randperm(B, generator=gen, device=device)]
-    masked = (torch.rand(B, sl.SEQ_LEN, generator=gen, device=device) < t[:, None]) & ~fixed
-    noisy = torch.where(masked, torch.full_like(clean, sl.MASK_ID), clean)
+    noisy = SCHEDULER.add_noise(clean, t, fixed_mask=fixed, generator=gen)
+    masked = noisy == sl.MASK_ID  # clean sequences hold no mask token
     return clean, noisy, masked, fixed, t
 
 
 def mdlm_loss(model, clean, noisy, masked, fixed, t):
     logits = model(input_ids=noisy).logits.float()
     ce = F.cross_entropy(logits.transpose(1, 2), clean, reduction="none")  # (B, L)
-    weight = masked.float() / t[:, None]
+    weight = masked.float() * SCHEDULER.elbo_weight(t)[:, None].float()
     n_free = (~fixed).sum().clamp(min=1)
     return (ce * weight).sum() / n_free, (ce * masked).sum() / masked.sum().clamp(min=1)
 
 
 @torch.no_grad()
-def sample(model, puzzles, steps, gen, order="confidence"):
-    """Unguided decoding: `confidence` commits the most confident cells first, `random` is MDLM."""
-    device = puzzles.device
-    x = sl.encode_puzzles(puzzles)
-    free = x == sl.MASK_ID
-    n0 = free.sum(1)
-    for i in range(steps):
-        still = x == sl.MASK_ID
-        if not still.any():
-            break
-        logits = model(input_ids=x).logits.float()
-        logits[..., : sl.DIGIT_OFFSET + 1] = -math.inf  # digits 1..9 only
-        prob = logits.softmax(-1)
-        conf, pred = prob.max(-1)
-        if order == "confidence":
-            target_left = (n0.float() * (1 - (i + 1) / steps)).floor().long()
-            n_commit = (still.sum(1) - target_left).clamp(min=1)
-            conf = torch.where(still, conf, torch.full_like(conf, -1.0))
-            rank = conf.argsort(1, descending=True).argsort(1)
-            commit = still & (rank < n_commit[:, None])
-        else:
-            p = 1.0 / (steps - i)
-            commit = still & (torch.rand(x.shape, generator=gen, device=device) < p)
-        x = torch.where(commit, pred, x)
-    return sl.decode_solutions(x)
+def sample(model, puzzles, steps, gen, unmasking="confidence"):
+    """Unguided argmax decoding of the digit cells with the library's pipeline: `confidence`
+    commits the most confident cells first (MaskGIT), `random` is MDLM."""
+    denoiser = DigitDenoiser(model).eval()
+    pipe = MaskedDiffusionPipeline.from_model(
+        denoiser, mask_token_id=sl.MASK_ID, unmasking=unmasking, decode="argmax"
+    )
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(
+        input_ids=sl.encode_puzzles(puzzles),
+        fixed_mask=sl.fixed_positions(puzzles),
+        num_inference_steps=steps,
+        generator=gen,
+        output_type="ids",
+    )
+    return sl.decode_solutions(out.sequences)
 
 
 def evaluate(model, val_pairs, device, gen):
@@ -143,11 +176,11 @@ def evaluate(model, val_pairs, device, gen):
     puzzles = torch.tensor([p for p, _ in val_pairs], device=device)
     sols = torch.tensor([s for _, s in val_pairs], device=device)
     out = {}
-    for order, steps in (("confidence", 81), ("random", 20)):
-        pred = sample(model, puzzles, steps, gen, order)
+    for unmasking, steps in (("confidence", 81), ("random", 20)):
+        pred = sample(model, puzzles, steps, gen, unmasking)
         blank = puzzles == 0
         viol = torch.tensor([sd.violations(g.tolist()) for g in pred.cpu()], dtype=torch.float)
-        out[order] = {
+        out[unmasking] = {
             "solved": float((pred == sols).all(1).float().mean()),
             "violations": float(viol.mean()),
             "cell_accuracy": float(((pred == sols) & blank).sum() / blank.sum()),
@@ -165,6 +198,7 @@ def lr_at(step, args, total):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the training record
     torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     B = args.batch_size or (512 if device.type == "cuda" else 64)
@@ -266,6 +300,8 @@ def main(argv=None):
     final_eval = evaluate(model, val_pairs, device, gen)
     print(json.dumps({"step": step, "final_eval": final_eval}), file=sys.stderr)
     save_final(out, model, args, step, history, elapsed, n_params, B, device, final_eval)
+    print(f"wrote {out}", file=sys.stderr)
+    return out
 
 
 def save_checkpoint(path, model, opt, gen, step, history, elapsed):
@@ -299,7 +335,7 @@ def save_final(out, model, args, step, history, elapsed, n_params, B, device, fi
     import transformers
 
     record = {
-        "command": "python " + " ".join([sys.argv[0]] + sys.argv[1:]),
+        "command": " ".join(["python", "examples/train_sudoku_prior.py", *args.argv]),
         "git_commit": commit,
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -318,8 +354,8 @@ def save_final(out, model, args, step, history, elapsed, n_params, B, device, fi
         "final_eval": final_eval,
         "eval_protocol": (
             "validation grids disjoint from training grids; unique puzzles with 26-38 clues; "
-            "'confidence' = 81 steps committing the most confident cell(s) first, "
-            "'random' = 20 MDLM steps; argmax decode"
+            "MaskedDiffusionPipeline, digits only, argmax decode: 'confidence' = 81 steps "
+            "committing the most confident cell(s) first, 'random' = 20 MDLM steps"
         ),
     }
     (out / "training_record.json").write_text(json.dumps(record, indent=2))

@@ -5,6 +5,7 @@ not import `redge_guidance`.
 """
 
 from .pipeline_masked_diffusion import MaskedDiffusionPipeline, MaskedDiffusionPipelineOutput
+from .sampling import suppress_mask_token
 from .scheduling_masked_diffusion import MaskedDiffusionScheduler, MaskedDiffusionSchedulerOutput
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "MaskedDiffusionPipelineOutput",
     "MaskedDiffusionScheduler",
     "MaskedDiffusionSchedulerOutput",
+    "suppress_mask_token",
 ]

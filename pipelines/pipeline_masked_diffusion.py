@@ -9,6 +9,7 @@ protocol") may rewrite the logits between the model call and the scheduler step.
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +19,25 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
 
+from ._checks import (
+    check_callback_sample,
+    check_choice,
+    check_id_masks,
+    check_input_ids,
+    check_positive_int,
+    check_prompt,
+    check_reward_vocab,
+    is_int,
+)
+from ._model_io import (
+    config_int,
+    decode_texts,
+    forward_kwargs,
+    left_pad,
+    model_logits,
+    pad_token_id,
+)
+from .sampling import suppress_mask_token
 from .scheduling_masked_diffusion import MaskedDiffusionScheduler
 
 logger = logging.get_logger(__name__)
@@ -52,10 +72,6 @@ class MaskedDiffusionPipelineOutput(BaseOutput):
     trace: list | None = None
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 class MaskedDiffusionPipeline(DiffusionPipeline):
     r"""
     Generation with a masked diffusion model: start from mask tokens, let the scheduler commit
@@ -77,6 +93,8 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
     scheduler: MaskedDiffusionScheduler
     tokenizer: Any
 
+    # `enable_model_cpu_offload()`: the one model on the accelerator while it runs
+    model_cpu_offload_seq = "model"
     _optional_components = ["tokenizer"]
     _callback_tensor_inputs = ["sample", "logits", "pred_original_sample"]
 
@@ -102,7 +120,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             model (`torch.nn.Module`): the denoiser.
             tokenizer (*optional*): its tokenizer.
             mask_token_id (`int`, *optional*): defaults to `tokenizer.mask_token_id`.
-            **scheduler_kwargs: options of [`MaskedDiffusionScheduler`] (`schedule`, `order`,
+            **scheduler_kwargs: options of [`MaskedDiffusionScheduler`] (`schedule`, `unmasking`,
                 `remask`, `remask_eta`, `temperature`, `decode`, `num_train_timesteps`).
         """
         valid = [
@@ -127,8 +145,6 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         scheduler = MaskedDiffusionScheduler(mask_token_id=mask_token_id, **scheduler_kwargs)
         return cls(model=model, scheduler=scheduler, tokenizer=tokenizer)
 
-    # ------------------------------------------------------------------ properties
-
     @property
     def num_timesteps(self) -> int:
         return self._num_timesteps
@@ -141,22 +157,16 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             mask_id = getattr(self.tokenizer, "mask_token_id", None)
         return mask_id
 
-    def _model_vocab_size(self) -> int | None:
-        config = getattr(self.model, "config", None)
-        vocab_size = getattr(config, "vocab_size", None)
-        return vocab_size if _is_int(vocab_size) else None
-
-    def _pad_token_id(self) -> int | None:
-        for owner in (self.tokenizer, getattr(self.model, "config", None)):
-            pad = getattr(owner, "pad_token_id", None) if owner is not None else None
-            if _is_int(pad):
-                return pad
-        return None
-
-    def _model_device(self) -> torch.device:
-        for tensor in (*self.model.parameters(), *self.model.buffers()):
-            return tensor.device
-        return torch.device("cpu")
+    @property
+    def device(self) -> torch.device:
+        """diffusers' `device`, also for a plain `nn.Module` denoiser (which has no `.device`):
+        the device of its first parameter or buffer."""
+        model = self.model
+        if isinstance(model, torch.nn.Module) and not hasattr(model, "device"):
+            for tensor in itertools.chain(model.parameters(), model.buffers()):
+                return tensor.device
+            return torch.device("cpu")
+        return super().device
 
     # ------------------------------------------------------------------ inputs
 
@@ -172,6 +182,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         attention_mask,
         fixed_mask,
         callback_on_step_end_tensor_inputs,
+        add_special_tokens: bool = False,
     ) -> None:
         """Validate the arguments of `__call__` (before any model call). Raises `ValueError`."""
         if self.mask_token_id is None:
@@ -191,119 +202,32 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
                 "token ids as `input_ids`."
             )
         if prompt is not None:
-            if not (
-                isinstance(prompt, str)
-                or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))
-            ):
-                raise ValueError(
-                    f"`prompt` must be a string or a non-empty list of strings, got {prompt!r}."
-                )
-            if self.tokenizer is None:
-                raise ValueError(
-                    f"`prompt` was given ({prompt!r}) but the pipeline has no tokenizer. Pass "
-                    "`tokenizer=` when building the pipeline, or pass token ids as `input_ids`."
-                )
-        if input_ids is not None:
-            if torch.is_tensor(input_ids):
-                if (
-                    input_ids.ndim not in (1, 2)
-                    or input_ids.dtype != torch.long
-                    or input_ids.numel() == 0
-                ):
-                    raise ValueError(
-                        "`input_ids` must be a non-empty LongTensor of shape (L,) or (B, L), got "
-                        f"shape {tuple(input_ids.shape)} and dtype {input_ids.dtype}. Use "
-                        "`.long()`."
-                    )
-            elif not (
-                isinstance(input_ids, list)
-                and input_ids
-                and all(isinstance(row, list) and all(_is_int(i) for i in row) for row in input_ids)
-            ):
-                raise ValueError(
-                    "`input_ids` must be a LongTensor or a non-empty list of lists of ints, got "
-                    f"{input_ids!r}."
-                )
-        if attention_mask is not None:
-            if not torch.is_tensor(input_ids):
-                raise ValueError(
-                    "`attention_mask` is only accepted with tensor `input_ids`; prompts and "
-                    "lists of ids are padded by the pipeline, which builds the mask itself."
-                )
-            if not torch.is_tensor(attention_mask) or attention_mask.shape != input_ids.shape:
-                got = (
-                    tuple(attention_mask.shape)
-                    if torch.is_tensor(attention_mask)
-                    else attention_mask
-                )
-                raise ValueError(
-                    "`attention_mask` must have the shape of `input_ids` "
-                    f"{tuple(input_ids.shape)}, got {got}."
-                )
-        if fixed_mask is not None:
-            if not torch.is_tensor(input_ids):
-                raise ValueError(
-                    "`fixed_mask` is only accepted with tensor `input_ids` (of the same shape)."
-                )
-            if (
-                not torch.is_tensor(fixed_mask)
-                or fixed_mask.shape != input_ids.shape
-                or fixed_mask.dtype != torch.bool
-            ):
-                got = (
-                    (tuple(fixed_mask.shape), fixed_mask.dtype)
-                    if torch.is_tensor(fixed_mask)
-                    else fixed_mask
-                )
-                raise ValueError(
-                    "`fixed_mask` must be a bool tensor of the shape of `input_ids` "
-                    f"{tuple(input_ids.shape)}, got {got}."
-                )
-            if bool((fixed_mask & (input_ids == self.mask_token_id)).any()):
-                raise ValueError(
-                    f"`fixed_mask` marks mask-token positions (id {self.mask_token_id}) as fixed; "
-                    "they could never be filled in. Set `fixed_mask` to False wherever "
-                    "`input_ids` holds the mask."
-                )
-        if not _is_int(num_samples) or num_samples < 1:
-            raise ValueError(
-                f"`num_samples` must be an integer >= 1, got {num_samples!r}. Use e.g. "
-                "`num_samples=1`."
-            )
-        if length is not None and (not _is_int(length) or length < 0):
+            check_prompt(prompt, self.tokenizer)
+        else:
+            check_input_ids(input_ids)
+        check_id_masks(input_ids, attention_mask, fixed_mask, self.mask_token_id)
+        check_positive_int("num_samples", num_samples, "1")
+        if length is not None and (not is_int(length) or length < 0):
             raise ValueError(
                 "`length` must be an integer >= 0 (number of new tokens after each prompt), got "
                 f"{length!r}."
             )
-        if not _is_int(num_inference_steps) or num_inference_steps < 1:
+        check_positive_int("num_inference_steps", num_inference_steps, "32")
+        if guidance is not None and not callable(guidance):
             raise ValueError(
-                f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}. Use "
-                "e.g. `num_inference_steps=32`."
+                "`guidance` must be callable as guidance(logits, sample, editable=..., "
+                "step=..., num_steps=..., generator=..., attention_mask=...), got "
+                f"{type(guidance).__name__}."
             )
+        model_vocab = config_int(self.model, ("vocab_size",))
         if guidance is not None:
-            if not callable(guidance):
-                raise ValueError(
-                    "`guidance` must be callable as guidance(logits, sample, editable=..., "
-                    "step=..., num_steps=..., generator=..., attention_mask=...), got "
-                    f"{type(guidance).__name__}."
-                )
-            reward = getattr(guidance, "reward", None)
-            reward_vocab = getattr(reward, "vocab_size", None)
-            model_vocab = self._model_vocab_size()
-            if _is_int(reward_vocab) and model_vocab is not None and reward_vocab != model_vocab:
-                raise ValueError(
-                    f"`guidance.reward.vocab_size` is {reward_vocab} but the model's vocabulary "
-                    f"has {model_vocab} entries. Build the reward for the denoiser's tokenizer or "
-                    "wrap it in `rewards.VocabularyBridge`."
-                )
-        model_vocab = self._model_vocab_size()
+            check_reward_vocab(getattr(guidance, "reward", None), model_vocab)
         if model_vocab is not None and self.mask_token_id >= model_vocab:
             raise ValueError(
                 f"`mask_token_id` is {self.mask_token_id} but the model's vocabulary has "
                 f"{model_vocab} entries. Use the mask id of the model's tokenizer."
             )
-        if output_type not in _OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {_OUTPUT_TYPES}, got {output_type!r}.")
+        check_choice("output_type", output_type, _OUTPUT_TYPES)
         bad = [
             k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs
         ]
@@ -312,24 +236,32 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
                 "`callback_on_step_end_tensor_inputs` must be a subset of "
                 f"{self._callback_tensor_inputs}, got unknown {bad}."
             )
+        self._check_positions(prompt, input_ids, length, add_special_tokens)
 
-    def _left_pad(self, rows: list[list[int]], what: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-pad ragged rows: `(ids, attention_mask)`, both `(B, L)` long."""
-        width = max(len(r) for r in rows)
-        pad = self._pad_token_id()
-        if pad is None and any(len(r) != width for r in rows):
+    def _check_positions(self, prompt, input_ids, length, add_special_tokens: bool) -> None:
+        """The longest prompt plus `length` new tokens fits the model's positions."""
+        # positions the model can read
+        max_pos = config_int(self.model, ("max_position_embeddings", "n_positions"))
+        if max_pos is None:
+            return
+        if prompt is not None:
+            longest = max(len(r) for r in self._prompt_rows(prompt, add_special_tokens))
+        elif torch.is_tensor(input_ids):
+            longest = input_ids.shape[-1]
+        else:
+            longest = max(len(r) for r in input_ids)
+        n_new = length or 0
+        if longest + n_new > max_pos:
             raise ValueError(
-                f"`{what}` rows have different lengths {[len(r) for r in rows]} and there is no "
-                "pad token (neither `tokenizer.pad_token_id` nor `model.config.pad_token_id`). "
-                "Pass rows of equal length or a tokenizer with a pad token."
+                f"`length` {n_new} plus the longest prompt ({longest} tokens) exceeds the "
+                f"model's {max_pos} positions; use `length={max(1, max_pos - longest)}` or "
+                "shorter prompts."
             )
-        ids = torch.full((len(rows), width), pad if pad is not None else 0, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, row in enumerate(rows):
-            if row:
-                ids[b, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-                attention_mask[b, width - len(row) :] = 1
-        return ids, attention_mask
+
+    def _prompt_rows(self, prompt: str | list[str], add_special_tokens: bool) -> list[list[int]]:
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        rows = self.tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
+        return [list(r) for r in rows]
 
     def prepare_inputs(
         self,
@@ -348,10 +280,9 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             appended, 1 at real tokens and 0 at left padding, True where a position never changes.
         """
         mask_id = self.mask_token_id
+        pad = pad_token_id(self.tokenizer, self.model)
         if prompt is not None:
-            prompts = [prompt] if isinstance(prompt, str) else prompt
-            rows = self.tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
-            ids, am = self._left_pad([list(r) for r in rows], "prompt")
+            ids, am = left_pad(self._prompt_rows(prompt, add_special_tokens), pad, "prompt")
             fixed = None
         elif torch.is_tensor(input_ids):
             ids = input_ids.unsqueeze(0) if input_ids.ndim == 1 else input_ids
@@ -363,7 +294,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             )
             fixed = None if fixed_mask is None else fixed_mask.reshape(ids.shape).cpu()
         else:
-            ids, am = self._left_pad(input_ids, "input_ids")
+            ids, am = left_pad(input_ids, pad, "input_ids")
             fixed = None
         if fixed is None:
             fixed = ids != mask_id
@@ -386,45 +317,6 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
                 "append 16 new tokens, or put mask tokens where text should be filled in."
             )
         return ids, am, fixed
-
-    # ------------------------------------------------------------------ model
-
-    def _forward_kwargs(self) -> tuple[bool, bool]:
-        """Whether `model.forward` takes `input_ids` by name and accepts `attention_mask`."""
-        try:
-            params = inspect.signature(self.model.forward).parameters
-        except (TypeError, ValueError):
-            return True, True
-        var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        return "input_ids" in params or var_kw, "attention_mask" in params or var_kw
-
-    def _logits(
-        self,
-        sample: torch.LongTensor,
-        attention_mask: torch.LongTensor,
-        by_name: bool,
-        with_mask: bool,
-    ) -> torch.Tensor:
-        kwargs = {"attention_mask": attention_mask} if with_mask else {}
-        out = self.model(input_ids=sample, **kwargs) if by_name else self.model(sample, **kwargs)
-        if torch.is_tensor(out):
-            logits = out
-        elif getattr(out, "logits", None) is not None:
-            logits = out.logits
-        elif isinstance(out, (tuple, list)) and out and torch.is_tensor(out[0]):
-            logits = out[0]
-        else:
-            raise ValueError(
-                f"The model returned {type(out).__name__}; expected a logits tensor (B, L, V) or "
-                "an output with `.logits`."
-            )
-        B, L = sample.shape
-        if logits.ndim != 3 or logits.shape[:2] != (B, L):
-            raise ValueError(
-                f"The model's logits have shape {tuple(logits.shape)}; expected ({B}, {L}, V) for "
-                f"`input_ids` of shape {(B, L)}."
-            )
-        return logits.float()
 
     # ------------------------------------------------------------------ call
 
@@ -512,6 +404,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             attention_mask,
             fixed_mask,
             callback_on_step_end_tensor_inputs,
+            add_special_tokens=add_special_tokens,
         )
         sample, am, fixed = self.prepare_inputs(
             prompt, input_ids, length, attention_mask, fixed_mask, add_special_tokens
@@ -522,7 +415,8 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
                 "control); call `model.eval()` for reproducible generations."
             )
 
-        device = self._model_device()
+        # where the model runs (the accelerator when model CPU offload is on)
+        device = self._execution_device
         mask_id = self.mask_token_id
         sample = sample.repeat_interleave(num_samples, dim=0).to(device)
         am = am.repeat_interleave(num_samples, dim=0).to(device)
@@ -532,70 +426,32 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        by_name, with_mask = self._forward_kwargs()
+        by_name, with_mask = forward_kwargs(self.model)
 
         if guidance is not None and callable(getattr(guidance, "reset", None)):
             guidance.reset()
 
         # 2. Denoising loop.
-        logits = pred_original_sample = None
+        logits = None
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
-                logits = self._logits(sample, am, by_name, with_mask)  # (B, L, V) float
-                V = logits.shape[-1]
-                if mask_id >= V:
-                    raise ValueError(
-                        f"`mask_token_id` is {mask_id} but the model returns only {V} logits per "
-                        "position."
-                    )
-                logits[..., mask_id] = torch.finfo(logits.dtype).min
+                logits = model_logits(self.model, sample, am, by_name, with_mask)  # (B, L, V)
+                suppress_mask_token(logits, mask_id, inplace=True)
                 if guidance is not None:
-                    editable = (sample == mask_id) & ~fixed
-                    guided = guidance(
-                        logits,
-                        sample,
-                        editable=editable,
-                        step=i,
-                        num_steps=num_inference_steps,
-                        generator=generator,
-                        attention_mask=am,
-                    )
-                    if not torch.is_tensor(guided) or guided.shape != logits.shape:
-                        got = (
-                            tuple(guided.shape)
-                            if torch.is_tensor(guided)
-                            else type(guided).__name__
-                        )
-                        raise ValueError(
-                            f"`guidance` returned {got}; it must return logits of shape "
-                            f"{tuple(logits.shape)}."
-                        )
-                    logits = guided
+                    logits = self._guide(guidance, logits, sample, fixed, am, i, generator)
                 out = self.scheduler.step(
                     logits, t, sample, mask_token_id=mask_id, fixed_mask=fixed, generator=generator
                 )
-                sample, pred_original_sample = out.prev_sample, out.pred_original_sample
-
+                sample = out.prev_sample
                 if callback_on_step_end is not None:
                     scope = {
                         "sample": sample,
                         "logits": logits,
-                        "pred_original_sample": pred_original_sample,
+                        "pred_original_sample": out.pred_original_sample,
                     }
                     callback_kwargs = {k: scope[k] for k in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
-                    if callback_outputs is not None and "sample" in callback_outputs:
-                        new = callback_outputs["sample"]
-                        if (
-                            not torch.is_tensor(new)
-                            or new.shape != sample.shape
-                            or new.dtype != torch.long
-                        ):
-                            raise ValueError(
-                                "`callback_on_step_end` returned a `sample` that is not a "
-                                f"LongTensor of shape {tuple(sample.shape)}."
-                            )
-                        sample = new
+                    sample = check_callback_sample(callback_outputs, sample)
                 progress_bar.update()
 
         # 3. Outputs.
@@ -606,17 +462,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         if guidance is not None and getattr(guidance, "trace", None) is not None:
             trace = list(guidance.trace)
         if output_type == "text" and self.tokenizer is not None:
-            texts = []
-            for b in range(sample.shape[0]):
-                start = (
-                    int(generated[b].nonzero()[0]) if bool(generated[b].any()) else sample.shape[1]
-                )
-                keep = am[b, start:].bool()
-                texts.append(
-                    self.tokenizer.decode(
-                        sample[b, start:][keep].tolist(), skip_special_tokens=True
-                    )
-                )
+            texts = decode_texts(self.tokenizer, sample, am, generated)
 
         self.maybe_free_model_hooks()
         if not return_dict:
@@ -624,3 +470,30 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         return MaskedDiffusionPipelineOutput(
             sequences=sample, texts=texts, rewards=rewards, trace=trace
         )
+
+    def _guide(
+        self,
+        guidance: Callable,
+        logits: torch.Tensor,
+        sample: torch.LongTensor,
+        fixed: torch.BoolTensor,
+        attention_mask: torch.LongTensor,
+        step: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """The guidance hook's logits for this step (same shape as `logits`, else ValueError)."""
+        guided = guidance(
+            logits,
+            sample,
+            editable=(sample == self.mask_token_id) & ~fixed,
+            step=step,
+            num_steps=self._num_timesteps,
+            generator=generator,
+            attention_mask=attention_mask,
+        )
+        if not torch.is_tensor(guided) or guided.shape != logits.shape:
+            got = tuple(guided.shape) if torch.is_tensor(guided) else type(guided).__name__
+            raise ValueError(
+                f"`guidance` returned {got}; it must return logits of shape {tuple(logits.shape)}."
+            )
+        return guided

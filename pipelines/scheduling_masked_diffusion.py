@@ -5,10 +5,10 @@ probability `alpha(t)` and equals `mask_token_id` otherwise (`alpha(0) = 1`, `al
 reverse step from `t` to `s < t` proposes clean tokens `x0` from the denoiser's logits and decides
 which still-masked positions to commit:
 
-- `order="random"`: MDLM's exact posterior, each masked position is committed with probability
+- `unmasking="random"`: MDLM's exact posterior, each masked position is committed with probability
   `(alpha_s - alpha_t) / (1 - alpha_t)`;
-- `order="confidence"`: MaskGIT / LLaDA low-confidence remasking, the most confident proposals are
-  committed, as many as the schedule says should be clean after the step;
+- `unmasking="confidence"`: MaskGIT / LLaDA low-confidence remasking, the most confident
+  proposals are committed, as many as the schedule says should be clean after the step;
 - `remask != "none"`: ReMDM, committed tokens are sent back to the mask with probability `sigma_t`
   and the unmasking probability is adjusted so that the marginals of the schedule are kept.
 """
@@ -26,10 +26,26 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
+from ._checks import (
+    check_bool_mask,
+    check_choice,
+    check_logits,
+    check_mask_id_in_vocab,
+    check_positive_int,
+    check_token_ids,
+    describe,
+)
+from ._checks import is_int as _is_int
+from ._checks import is_real as _is_real
+from ._deprecated import rename_order, resolve_order
+from .sampling import categorical as _categorical
+from .sampling import suppress_mask_token
+from .sampling import uniform as _uniform
+
 __all__ = ["MaskedDiffusionScheduler", "MaskedDiffusionSchedulerOutput"]
 
 _SCHEDULES = ("linear", "cosine")
-_ORDERS = ("random", "confidence")
+_UNMASKINGS = ("random", "confidence")
 _REMASK_NAMES = ("none", "cap", "rescale")
 _DECODES = ("sample", "argmax")
 
@@ -58,37 +74,10 @@ class MaskedDiffusionSchedulerOutput(BaseOutput):
     remasked: torch.BoolTensor
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _uniform(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """U[0, 1) float64 draws on `device`, taken from `generator` on its own device (as diffusers'
-    `randn_tensor` does), so a CPU generator also drives a run on an accelerator."""
-    source = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=source, dtype=torch.float64).to(device)
-
-
-def _categorical(
-    logits: torch.Tensor, temperature: float, generator: torch.Generator | None
-) -> torch.LongTensor:
-    """One draw per row of `softmax(logits / temperature)` (`logits` `(M, V)`) by inverting the
-    float64 CDF with one uniform per row: exact up to float64 rounding, no `(M, V)` noise tensor,
-    and entries of probability 0 (the mask token) can never be drawn."""
-    weights = logits.to(torch.float64, copy=True)  # (M, V), worked on in place below
-    if temperature != 1.0:
-        weights /= temperature
-    weights -= weights.amax(dim=-1, keepdim=True)
-    cdf = weights.exp_().cumsum_(dim=-1)  # unnormalised CDF
-    total = cdf[:, -1:]  # (M, 1)
-    u = _uniform((logits.shape[0], 1), generator, logits.device) * total
-    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # keep u < total
-    # first index whose cdf exceeds u: the cdf rises there, so its probability is > 0
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
+def _as_time(t: torch.Tensor | float) -> torch.Tensor:
+    """`t` as a tensor: float64 unless it is already a floating-point tensor."""
+    t = torch.as_tensor(t, dtype=torch.float64) if not torch.is_tensor(t) else t
+    return t.to(torch.float64) if not t.is_floating_point() else t
 
 
 class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
@@ -110,7 +99,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         schedule (`"linear"` or `"cosine"`, defaults to `"linear"`):
             Probability that a token is clean at time `t`: `alpha(t) = 1 - t` (linear, MDLM) or
             `alpha(t) = cos(pi/2 * t)` (cosine, MaskGIT).
-        order (`"random"` or `"confidence"`, defaults to `"random"`):
+        unmasking (`"random"` or `"confidence"`, defaults to `"random"`):
             Which masked positions are committed. `"random"`: each with probability
             `(alpha_s - alpha_t) / (1 - alpha_t)` (MDLM). `"confidence"`: the `k` proposals with the
             highest probability under `softmax(model_output)`, where `k` leaves
@@ -132,6 +121,9 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             the model's own distribution.
         decode (`"sample"` or `"argmax"`, defaults to `"sample"`):
             How `x0` is read from the logits at masked positions.
+        order (`"random"` or `"confidence"`, *optional*):
+            Deprecated name of `unmasking` (it clashed with diffusers' `SchedulerMixin.order`, the
+            solver order); read with a `FutureWarning` for one release, here and in saved configs.
 
     Attributes:
         timesteps (`torch.Tensor` of shape `(N,)`): descending times `t` in `(0, 1]`, float32.
@@ -139,8 +131,11 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             `alphas[N] = alpha(0) = 1`, float32.
     """
 
-    # diffusers' solver order (one model call per step); the unmasking order is `config.order`.
+    # diffusers' solver order (one model call per step); which positions unmask is
+    # `config.unmasking`.
     order = 1
+    # the deprecated `order=` keyword is not a config key (`config.unmasking` holds its value)
+    ignore_for_config = ["order"]
 
     @register_to_config
     def __init__(
@@ -148,26 +143,23 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         num_train_timesteps: int = 1000,
         mask_token_id: int | None = None,
         schedule: Literal["linear", "cosine"] = "linear",
-        order: Literal["random", "confidence"] = "random",
+        unmasking: Literal["random", "confidence"] = "random",
         remask: Literal["none", "cap", "rescale"] | float = "none",
         remask_eta: float = 0.05,
         temperature: float = 1.0,
         decode: Literal["sample", "argmax"] = "sample",
+        *,
+        order: Literal["random", "confidence"] | None = None,
     ):
-        if not _is_int(num_train_timesteps) or num_train_timesteps < 1:
-            raise ValueError(
-                f"`num_train_timesteps` must be an integer >= 1, got {num_train_timesteps!r}. Use "
-                "e.g. `num_train_timesteps=1000`."
-            )
+        unmasking = resolve_order(self, unmasking, order)
+        check_positive_int("num_train_timesteps", num_train_timesteps, "1000")
         if mask_token_id is not None and (not _is_int(mask_token_id) or mask_token_id < 0):
             raise ValueError(
                 f"`mask_token_id` must be a non-negative integer or None, got {mask_token_id!r}. "
                 "Pass the tokenizer's `mask_token_id`."
             )
-        if schedule not in _SCHEDULES:
-            raise ValueError(f"`schedule` must be one of {_SCHEDULES}, got {schedule!r}.")
-        if order not in _ORDERS:
-            raise ValueError(f"`order` must be one of {_ORDERS}, got {order!r}.")
+        check_choice("schedule", schedule, _SCHEDULES)
+        check_choice("unmasking", unmasking, _UNMASKINGS, " 'confidence' is MaskGIT / LLaDA's.")
         if isinstance(remask, str):
             if remask not in _REMASK_NAMES:
                 raise ValueError(
@@ -186,13 +178,19 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
                 f"`temperature` must be a finite float >= 0, got {temperature!r}. Use "
                 "`temperature=0` for argmax decoding."
             )
-        if decode not in _DECODES:
-            raise ValueError(f"`decode` must be one of {_DECODES}, got {decode!r}.")
+        check_choice("decode", decode, _DECODES)
 
         self.num_inference_steps: int | None = None
         self.timesteps: torch.Tensor | None = None
         self.alphas: torch.Tensor | None = None
         self._alphas_list: list[float] = []  # float64 values of `alphas`, read by `step`
+
+    @classmethod
+    def extract_init_dict(cls, config_dict, **kwargs):
+        """Read the deprecated `order` key of configs saved before the rename (and an `order=`
+        override of `from_config`) as `unmasking`, with a `FutureWarning`."""
+        config_dict = rename_order(config_dict, kwargs)
+        return super().extract_init_dict(config_dict, **kwargs)
 
     # ------------------------------------------------------------------ schedule
 
@@ -207,8 +205,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             `torch.Tensor` of the shape of `t`: float64 for a non-tensor or integer input, else
             the input's dtype.
         """
-        t = torch.as_tensor(t, dtype=torch.float64) if not torch.is_tensor(t) else t
-        t = t.to(torch.float64) if not t.is_floating_point() else t
+        t = _as_time(t)
         if self.config.schedule == "linear":
             return 1.0 - t
         return torch.cos(0.5 * math.pi * t)
@@ -224,8 +221,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             `torch.Tensor` of the shape of `t`.
         """
-        t = torch.as_tensor(t, dtype=torch.float64) if not torch.is_tensor(t) else t
-        t = t.to(torch.float64) if not t.is_floating_point() else t
+        t = _as_time(t)
         if self.config.schedule == "linear":
             return 1.0 / t
         half_pi = 0.5 * math.pi
@@ -241,11 +237,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             num_inference_steps (`int`): number of denoising steps `N` (one model call each).
             device (`str` or `torch.device`, *optional*): where `timesteps` and `alphas` live.
         """
-        if not _is_int(num_inference_steps) or num_inference_steps < 1:
-            raise ValueError(
-                f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}. Use "
-                "e.g. `num_inference_steps=32`."
-            )
+        check_positive_int("num_inference_steps", num_inference_steps, "32")
         n = num_inference_steps
         grid = torch.arange(n, -1, -1, dtype=torch.float64) / n  # (N + 1,): 1, ..., 1/N, 0
         alphas = self.alpha(grid).clamp(0.0, 1.0)
@@ -346,63 +338,29 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             unmasked, remasked)`.
         """
         mask_id = self._mask_id(mask_token_id)
-        if (
-            not torch.is_tensor(model_output)
-            or model_output.ndim != 3
-            or not model_output.is_floating_point()
-        ):
-            got = (
-                tuple(model_output.shape)
-                if torch.is_tensor(model_output)
-                else type(model_output).__name__
-            )
-            raise ValueError(
-                f"`model_output` must be a float tensor of logits of shape (B, L, V), got {got}. "
-                "Pass the model's `.logits`."
-            )
-        if not torch.is_tensor(sample) or sample.ndim != 2 or sample.dtype != torch.long:
-            got = (
-                (tuple(sample.shape), sample.dtype)
-                if torch.is_tensor(sample)
-                else type(sample).__name__
-            )
-            raise ValueError(
-                f"`sample` must be a LongTensor of shape (B, L), got {got}. Pass token ids."
-            )
+        check_logits("model_output", model_output, "Pass the model's `.logits`.")
+        check_token_ids("sample", sample, "Pass token ids.")
         B, L, V = model_output.shape  # batch, length, vocab
         if sample.shape != (B, L):
             raise ValueError(
                 f"`sample` has shape {tuple(sample.shape)} but `model_output` has shape "
                 f"{(B, L, V)}; they must agree on (B, L)."
             )
-        if mask_id >= V:
-            raise ValueError(
-                f"`mask_token_id` is {mask_id} but `model_output` has only {V} vocabulary "
-                "entries. Use the mask id of the model's tokenizer."
-            )
+        check_mask_id_in_vocab(mask_id, V, "`model_output`")
         if V < 2:
             raise ValueError(f"`model_output` needs at least 2 vocabulary entries, got V={V}.")
         if fixed_mask is None:
             fixed_mask = torch.zeros_like(sample, dtype=torch.bool)
-        elif (
-            not torch.is_tensor(fixed_mask)
-            or fixed_mask.shape != sample.shape
-            or fixed_mask.dtype != torch.bool
-        ):
-            got = (
-                (tuple(fixed_mask.shape), fixed_mask.dtype)
-                if torch.is_tensor(fixed_mask)
-                else fixed_mask
-            )
-            raise ValueError(
-                f"`fixed_mask` must be a bool tensor of shape {tuple(sample.shape)}, got {got}. "
-                "Pass e.g. `attention_mask == 0` or `sample != mask_token_id` at the first step."
-            )
+        check_bool_mask(
+            "fixed_mask",
+            fixed_mask,
+            (B, L),
+            " Pass e.g. `attention_mask == 0` or `sample != mask_token_id` at the first step.",
+        )
 
         index = self.index_for_timestep(timestep)
         last = index == self.num_inference_steps - 1
         alpha_t, alpha_s = self._alphas_list[index], self._alphas_list[index + 1]
-        device = sample.device
 
         masked = (sample == mask_id) & ~fixed_mask  # (B, L) positions to fill
         committed = ~masked & ~fixed_mask  # (B, L) decoded tokens that remasking may revise
@@ -411,7 +369,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         rows = model_output[masked]  # (M, V), a copy
         if rows.dtype in (torch.float16, torch.bfloat16):
             rows = rows.float()
-        rows[:, mask_id] = torch.finfo(rows.dtype).min
+        suppress_mask_token(rows, mask_id, inplace=True)
         temperature = float(self.config.temperature)
         pred = sample.clone()
         if rows.shape[0] > 0:
@@ -422,41 +380,9 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             pred[masked] = proposal
 
         sigma = 0.0 if last else self._sigma(alpha_t, alpha_s)
-        remasked = torch.zeros_like(masked)
-
-        if self.config.order == "random":
-            if last:
-                unmasked = masked
-            else:
-                # ReMDM posterior (MDLM when sigma = 0): a masked token is committed with
-                # probability (alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t).
-                p_unmask = (alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t)
-                p_unmask = min(max(p_unmask, 0.0), 1.0)
-                u = _uniform(sample.shape, generator, device)
-                unmasked = masked & (u < p_unmask)
-            if sigma > 0.0:
-                u = _uniform(sample.shape, generator, device)
-                remasked = committed & (u < sigma)
-        else:
-            if sigma > 0.0:
-                u = _uniform(sample.shape, generator, device)
-                remasked = committed & (u < sigma)
-            n_masked = masked.sum(dim=-1)  # (B,)
-            if last:
-                k = n_masked
-            else:
-                n_free = (~fixed_mask).sum(dim=-1).double()  # (B,) positions generated in this row
-                target = torch.round((1.0 - alpha_s) * n_free).long()  # masks left after the step
-                k = n_masked + remasked.sum(dim=-1) - target
-                k = torch.minimum(torch.maximum(k, n_masked.clamp(max=1)), n_masked)
-            confidence = torch.full(sample.shape, -1.0, device=device)  # (B, L), -1 below any prob
-            if rows.shape[0] > 0:
-                # untempered model probabilities of the proposals
-                row_probs = torch.softmax(rows.float(), dim=-1)  # (M, V)
-                confidence[masked] = row_probs.gather(-1, pred[masked].unsqueeze(-1)).squeeze(-1)
-            ranks = confidence.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
-            unmasked = masked & (ranks < k.unsqueeze(-1))
-
+        unmasked, remasked = self._commit(
+            rows, pred, masked, committed, fixed_mask, alpha_t, alpha_s, sigma, last, generator
+        )
         prev_sample = torch.where(unmasked, pred, sample)
         prev_sample = prev_sample.masked_fill(remasked, mask_id)
 
@@ -465,6 +391,59 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         return MaskedDiffusionSchedulerOutput(
             prev_sample=prev_sample, pred_original_sample=pred, unmasked=unmasked, remasked=remasked
         )
+
+    def _commit(
+        self,
+        rows: torch.Tensor,
+        pred: torch.LongTensor,
+        masked: torch.BoolTensor,
+        committed: torch.BoolTensor,
+        fixed_mask: torch.BoolTensor,
+        alpha_t: float,
+        alpha_s: float,
+        sigma: float,
+        last: bool,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.BoolTensor, torch.BoolTensor]:
+        """`(unmasked, remasked)`, each `(B, L)`: the positions this step commits and remasks.
+
+        `rows` `(M, V)` are the mask-suppressed logits of the `M` masked positions, `pred` the
+        proposals, `sigma` the ReMDM remasking probability of a committed token."""
+        device = pred.device
+        remasked = torch.zeros_like(masked)
+        if self.config.unmasking == "random":
+            if last:
+                unmasked = masked
+            else:
+                # ReMDM posterior (MDLM when sigma = 0): a masked token is committed with
+                # probability (alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t).
+                p_unmask = (alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t)
+                p_unmask = min(max(p_unmask, 0.0), 1.0)
+                u = _uniform(pred.shape, generator, device)
+                unmasked = masked & (u < p_unmask)
+            if sigma > 0.0:
+                u = _uniform(pred.shape, generator, device)
+                remasked = committed & (u < sigma)
+            return unmasked, remasked
+
+        if sigma > 0.0:
+            u = _uniform(pred.shape, generator, device)
+            remasked = committed & (u < sigma)
+        n_masked = masked.sum(dim=-1)  # (B,)
+        if last:
+            k = n_masked
+        else:
+            n_free = (~fixed_mask).sum(dim=-1).double()  # (B,) positions generated in this row
+            target = torch.round((1.0 - alpha_s) * n_free).long()  # masks left after the step
+            k = n_masked + remasked.sum(dim=-1) - target
+            k = torch.minimum(torch.maximum(k, n_masked.clamp(max=1)), n_masked)
+        confidence = torch.full(pred.shape, -1.0, device=device)  # (B, L), -1 below any prob
+        if rows.shape[0] > 0:
+            # untempered model probabilities of the proposals
+            row_probs = torch.softmax(rows.float(), dim=-1)  # (M, V)
+            confidence[masked] = row_probs.gather(-1, pred[masked].unsqueeze(-1)).squeeze(-1)
+        ranks = confidence.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+        return masked & (ranks < k.unsqueeze(-1)), remasked
 
     # ------------------------------------------------------------------ training
 
@@ -494,11 +473,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         """
         mask_id = self._mask_id(mask_token_id)
         if not torch.is_tensor(original_samples) or original_samples.ndim != 2:
-            got = (
-                tuple(original_samples.shape)
-                if torch.is_tensor(original_samples)
-                else original_samples
-            )
+            got = describe(original_samples)
             raise ValueError(f"`original_samples` must be a LongTensor of shape (B, L), got {got}.")
         B, L = original_samples.shape  # batch, length
         device = original_samples.device
@@ -519,10 +494,6 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         u = _uniform((B, L), generator, device)
         noise = u < p_mask
         if fixed_mask is not None:
-            if fixed_mask.shape != original_samples.shape or fixed_mask.dtype != torch.bool:
-                raise ValueError(
-                    f"`fixed_mask` must be a bool tensor of shape {(B, L)}, got "
-                    f"{(tuple(fixed_mask.shape), fixed_mask.dtype)}."
-                )
+            check_bool_mask("fixed_mask", fixed_mask, (B, L), " Mark the positions never masked.")
             noise = noise & ~fixed_mask
         return original_samples.masked_fill(noise, mask_id)

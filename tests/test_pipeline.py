@@ -71,10 +71,11 @@ def seeded(seed: int = 0) -> torch.Generator:
 class Boom(torch.nn.Module):
     """A model whose forward must never run (proves validation happens first)."""
 
-    def __init__(self, vocab_size: int = VOCAB):
+    def __init__(self, vocab_size: int = VOCAB, max_position_embeddings: int | None = None):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.config = type("Config", (), {"vocab_size": vocab_size})()
+        config = {"vocab_size": vocab_size, "max_position_embeddings": max_position_embeddings}
+        self.config = type("Config", (), config)()
 
     def forward(self, input_ids, attention_mask=None):
         raise RuntimeError("the model was called")
@@ -215,12 +216,12 @@ def test_padding_is_fixed_even_when_it_holds_the_mask_id(pipe):
 
 
 @pytest.mark.parametrize(
-    "order, remask",
+    "unmasking, remask",
     [("random", "none"), ("confidence", "none"), ("confidence", "cap"), ("random", 1.0)],
 )
-def test_every_scheduler_mode_finishes(model, tokenizer, order, remask):
+def test_every_scheduler_mode_finishes(model, tokenizer, unmasking, remask):
     pipe = MaskedDiffusionPipeline.from_model(
-        model, tokenizer, order=order, remask=remask, remask_eta=0.5
+        model, tokenizer, unmasking=unmasking, remask=remask, remask_eta=0.5
     )
     pipe.set_progress_bar_config(disable=True)
     out = pipe(prompt=["w1 w2", "w3"], length=8, num_inference_steps=5, generator=seeded())
@@ -342,17 +343,60 @@ def test_progress_bar_can_be_disabled(model, tokenizer, capsys):
     assert capsys.readouterr().err == ""
 
 
+# ---------------------------------------------------------------------------------- devices
+
+
+def test_model_cpu_offload_installs_hooks_and_keeps_the_generation(model, tokenizer):
+    """`enable_model_cpu_offload` (accelerate's hooks; here with the CPU as the execution device)
+    runs the model through its hook and gives the plain run's sequences bit for bit."""
+    pytest.importorskip("accelerate")
+    kwargs = dict(prompt=["w1 w2", "w3"], length=5, num_inference_steps=4, output_type="ids")
+    plain = MaskedDiffusionPipeline.from_model(model, tokenizer)
+    plain.set_progress_bar_config(disable=True)
+    expected = plain(**kwargs, generator=seeded(5)).sequences
+
+    offloaded = MaskedDiffusionPipeline.from_model(tiny_bert(), tokenizer)
+    offloaded.set_progress_bar_config(disable=True)
+    offloaded.enable_model_cpu_offload(device="cpu")
+    assert len(offloaded._all_hooks) == 1 and hasattr(offloaded.model, "_hf_hook")
+    # the device comes from the hook (execution device "cpu:0"), not from the parameters
+    assert offloaded._execution_device == torch.device("cpu", 0)
+    out = offloaded(**kwargs, generator=seeded(5)).sequences
+    assert torch.equal(out, expected)
+    assert hasattr(offloaded.model, "_hf_hook")  # `maybe_free_model_hooks` re-armed the hook
+    offloaded.remove_all_hooks()
+
+
+def test_suppress_mask_token_in_place_or_copy_everywhere_or_where():
+    from pipelines import suppress_mask_token
+
+    logits = torch.randn(2, 3, 6, generator=seeded())
+    low = torch.finfo(logits.dtype).min
+    out = suppress_mask_token(logits, 4)
+    assert out is not logits and bool((out[..., 4] == low).all())
+    assert torch.equal(out[..., :4], logits[..., :4]) and not bool((logits[..., 4] == low).any())
+    where = torch.tensor([[True, False, True], [False, False, True]])
+    partial = suppress_mask_token(logits.bfloat16(), 0, where=where)
+    assert torch.equal(partial[..., 0] == torch.finfo(torch.bfloat16).min, where)
+    same = suppress_mask_token(logits, 5, inplace=True)
+    assert same is logits and bool((logits[..., 5] == low).all())
+    with pytest.raises(ValueError, match="`mask_token_id` is 6 but the logits have only 6"):
+        suppress_mask_token(logits, 6)
+
+
 # ---------------------------------------------------------------------------------- save / load
 
 
 def test_save_and_from_pretrained_round_trip(pipe, tmp_path):
-    pipe.scheduler = MaskedDiffusionScheduler.from_config(pipe.scheduler.config, order="confidence")
+    pipe.scheduler = MaskedDiffusionScheduler.from_config(
+        pipe.scheduler.config, unmasking="confidence"
+    )
     pipe.save_pretrained(tmp_path)
     assert os.path.isfile(tmp_path / "model" / "model.safetensors")
     loaded = MaskedDiffusionPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert isinstance(loaded.scheduler, MaskedDiffusionScheduler)
-    assert loaded.scheduler.config.order == "confidence"
+    assert loaded.scheduler.config.unmasking == "confidence"
     assert loaded.tokenizer.mask_token_id == MASK
     kwargs = dict(prompt=["w1 w2", "w3"], length=5, num_samples=2, num_inference_steps=4)
     a = pipe(**kwargs, generator=seeded(3))
@@ -395,7 +439,7 @@ IDS = torch.tensor([[6, MASK, 7]])
         (dict(prompt="w1", length=-1), "`length`.*got -1"),
         (dict(prompt="w1", length=2, output_type="pil"), "`output_type`.*'pil'"),
         (dict(prompt="w1", length=2, callback_on_step_end_tensor_inputs=["latents"]), "latents"),
-        (dict(prompt="w1", length=2, guidance=RewardWithVocab(30522)), "vocab_size` is 30522"),
+        (dict(prompt="w1", length=2, guidance=RewardWithVocab(30522)), "30522"),
         (
             dict(input_ids=IDS, attention_mask=torch.ones(1, 4, dtype=torch.long)),
             "`attention_mask`",
@@ -410,6 +454,21 @@ def test_bad_inputs_raise_before_the_model_runs(boom_pipe, kwargs, match):
         boom_pipe(**kwargs)
 
 
+def test_reward_vocabulary_goes_through_the_shared_check(boom_pipe, monkeypatch):
+    rewards = pytest.importorskip("rewards")
+    calls = []
+
+    def check_vocab_size(reward, vocab_size, *, what="the logits"):
+        calls.append((reward, vocab_size, what))
+        raise ValueError("shared check ran")
+
+    monkeypatch.setattr(rewards, "check_vocab_size", check_vocab_size, raising=False)
+    guidance = RewardWithVocab(VOCAB)
+    with pytest.raises(ValueError, match="shared check ran"):
+        boom_pipe(prompt="w1", length=2, guidance=guidance)
+    assert calls == [(guidance.reward, VOCAB, "the model's logits")]
+
+
 def test_missing_pieces_raise_before_the_model_runs(tokenizer):
     no_mask = MaskedDiffusionPipeline(model=Boom(), scheduler=MaskedDiffusionScheduler())
     with pytest.raises(ValueError, match="No mask token id"):
@@ -422,6 +481,27 @@ def test_missing_pieces_raise_before_the_model_runs(tokenizer):
     big_mask = MaskedDiffusionPipeline.from_model(Boom(vocab_size=4), mask_token_id=MASK)
     with pytest.raises(ValueError, match="`mask_token_id` is 4"):
         big_mask(input_ids=IDS)
+
+
+def test_length_beyond_the_models_positions_raises_before_the_model_runs(tokenizer):
+    pipe = MaskedDiffusionPipeline.from_model(Boom(max_position_embeddings=8), tokenizer)
+    pipe.set_progress_bar_config(disable=True)
+    # the longest prompt counts: 3 tokens + 6 new > 8 positions; the message gives the fix
+    with pytest.raises(
+        ValueError,
+        match=r"`length` 6 plus the longest prompt \(3 tokens\) "
+        r"exceeds the model's 8 positions; use `length=5`",
+    ):
+        pipe(prompt=["w1 w2 w3", "w4"], length=6)
+    with pytest.raises(ValueError, match=r"\(4 tokens\).*8 positions; use `length=4`"):
+        pipe(input_ids=[[6, 7, 8, 9], [9]], length=5)
+    with pytest.raises(ValueError, match=r"`length` 0 plus the longest prompt \(9 tokens\)"):
+        pipe(input_ids=torch.full((1, 9), MASK))
+    # exactly the model's positions is fine: the check passes and the model is called
+    with pytest.raises(RuntimeError, match="the model was called"):
+        pipe(prompt=["w1 w2 w3", "w4"], length=5)
+    with pytest.raises(RuntimeError, match="the model was called"):
+        pipe(input_ids=IDS, length=5)
 
 
 def test_from_model_validates(model, tokenizer):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -62,7 +64,7 @@ def test_elbo_weight_is_minus_alpha_prime_over_one_minus_alpha(schedule):
         ({"num_train_timesteps": 0}, "num_train_timesteps"),
         ({"mask_token_id": -1}, "mask_token_id"),
         ({"schedule": "sqrt"}, "schedule"),
-        ({"order": "left_to_right"}, "order"),
+        ({"unmasking": "left_to_right"}, "unmasking"),
         ({"remask": "loop"}, "remask"),
         ({"remask": 1.5}, "remask"),
         ({"remask_eta": -0.1}, "remask_eta"),
@@ -164,7 +166,7 @@ def test_confidence_order_commits_the_k_most_confident():
     # decode="argmax": the confidence of a position is its max probability; build logits whose
     # max probability increases with the position index.
     B, L = 2, 10
-    sched = make(order="confidence", decode="argmax")
+    sched = make(unmasking="confidence", decode="argmax")
     sched.set_timesteps(4)  # step 0: t = 1 -> s = 0.75, keep round(0.75 * 10) = 8 masked (7.5 -> 8)
     logits = torch.zeros(B, L, V)
     perm = torch.stack(
@@ -183,7 +185,7 @@ def test_confidence_order_commits_the_k_most_confident():
 def test_confidence_counts_follow_schedule_and_sum(n_free, steps):
     # Row 0: every position is generated; row 1: four fixed prompt tokens in front.
     B, L = 2, n_free + 4
-    sched = make(order="confidence", schedule="cosine")
+    sched = make(unmasking="confidence", schedule="cosine")
     sched.set_timesteps(steps)
     sample = all_masked(B, L)
     fixed = torch.zeros(B, L, dtype=torch.bool)
@@ -209,7 +211,7 @@ def test_confidence_counts_follow_schedule_and_sum(n_free, steps):
 
 
 def test_confidence_uses_schedule_exactly_when_enough_tokens():
-    sched = make(order="confidence")
+    sched = make(unmasking="confidence")
     sched.set_timesteps(4)
     sample, n = all_masked(1, 20), 20
     remaining = []
@@ -267,9 +269,9 @@ def test_remask_probabilities_and_marginal(remask):
     assert abs(frac_masked - (1 - a_s)) < z_tol(1 - a_s, B * L)
 
 
-@pytest.mark.parametrize("order", ["random", "confidence"])
-def test_remask_never_at_last_step_and_run_finishes(order):
-    sched = make(remask=1.0, order=order)
+@pytest.mark.parametrize("unmasking", ["random", "confidence"])
+def test_remask_never_at_last_step_and_run_finishes(unmasking):
+    sched = make(remask=1.0, unmasking=unmasking)
     N, B, L = 5, 2, 30
     sched.set_timesteps(N)
     fixed = torch.zeros(B, L, dtype=torch.bool)
@@ -291,7 +293,7 @@ def test_remask_never_at_last_step_and_run_finishes(order):
 
 
 def test_no_remask_commits_are_final():
-    sched = make(order="confidence")
+    sched = make(unmasking="confidence")
     sched.set_timesteps(4)
     sample, g = all_masked(2, 12), torch.Generator().manual_seed(0)
     for i, t in enumerate(sched.timesteps):
@@ -346,7 +348,7 @@ def test_sampling_follows_tempered_softmax(temperature):
 def test_mask_token_never_produced_even_when_favoured():
     logits = torch.zeros(2, 500, V)
     logits[..., MASK] = 50.0
-    for kwargs in ({"temperature": 100.0}, {"decode": "argmax"}, {"order": "confidence"}):
+    for kwargs in ({"temperature": 100.0}, {"decode": "argmax"}, {"unmasking": "confidence"}):
         sched = make(**kwargs)
         sched.set_timesteps(3)
         sample, g = all_masked(2, 500), torch.Generator().manual_seed(0)
@@ -370,11 +372,11 @@ def test_half_precision_logits():
 
 
 @pytest.mark.parametrize(
-    "order, remask", [("random", "none"), ("confidence", "cap"), ("random", 1.0)]
+    "unmasking, remask", [("random", "none"), ("confidence", "cap"), ("random", 1.0)]
 )
-def test_seeded_reproducibility(order, remask):
+def test_seeded_reproducibility(unmasking, remask):
     def run(seed):
-        sched = make(order=order, remask=remask, remask_eta=0.5)
+        sched = make(unmasking=unmasking, remask=remask, remask_eta=0.5)
         sched.set_timesteps(5)
         sample, g = all_masked(2, 16), torch.Generator().manual_seed(seed)
         for i, t in enumerate(sched.timesteps):
@@ -417,23 +419,83 @@ def test_add_noise_rate_fixed_and_integer_timesteps():
 
 
 def test_config_round_trip(tmp_path):
-    sched = make(order="confidence", remask=0.7, schedule="cosine", temperature=0.5)
+    sched = make(unmasking="confidence", remask=0.7, schedule="cosine", temperature=0.5)
     sched.save_config(tmp_path)
     loaded = MaskedDiffusionScheduler.from_pretrained(tmp_path)
     public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
     assert public(loaded.config) == public(sched.config)
     other = MaskedDiffusionScheduler.from_config(sched.config, decode="argmax")
-    assert other.config.decode == "argmax" and other.config.order == "confidence"
-    assert sched.order == 1  # diffusers' solver order stays an int next to config.order
+    assert other.config.decode == "argmax" and other.config.unmasking == "confidence"
+    assert sched.order == 1 and "order" not in sched.config  # diffusers' solver order: an int
+
+
+def _old_config(tmp_path, **changes):
+    """A scheduler config saved before the `order` -> `unmasking` rename."""
+    sched = make(unmasking="confidence", schedule="cosine")
+    sched.save_config(tmp_path)
+    path = tmp_path / MaskedDiffusionScheduler.config_name
+    config = json.loads(path.read_text())
+    config["order"] = config.pop("unmasking")
+    config.update(changes)
+    path.write_text(json.dumps(config))
+    return config
+
+
+@pytest.fixture
+def diffusers_log(caplog):
+    """caplog that also sees diffusers' logger (which does not propagate by default)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            yield caplog
+    finally:
+        diffusers_logging.disable_propagation()
+
+
+def test_old_order_key_in_a_saved_config_is_read_as_unmasking(tmp_path, diffusers_log):
+    config = _old_config(tmp_path)
+    with pytest.warns(FutureWarning, match="`order`.*renamed `unmasking`"):
+        loaded = MaskedDiffusionScheduler.from_pretrained(tmp_path)
+    assert loaded.config.unmasking == "confidence" and loaded.config.schedule == "cosine"
+    assert "order" not in loaded.config and loaded.order == 1
+    assert "will be ignored" not in diffusers_log.text  # no "unknown key" warning for `order`
+    MaskedDiffusionScheduler.from_config({**loaded.config, "colour": 1})
+    assert "will be ignored" in diffusers_log.text  # ... which an unknown key does get
+    with pytest.warns(FutureWarning, match="renamed `unmasking`"):
+        again = MaskedDiffusionScheduler.from_config(config)
+    assert again.config.unmasking == "confidence" and "order" not in again.config
+    # re-saved, the config has the new key only and loads without a warning
+    again.save_config(tmp_path / "new")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = MaskedDiffusionScheduler.from_pretrained(tmp_path / "new")
+    assert new.config.unmasking == "confidence"
+
+
+def test_old_order_keyword_warns_and_survives_a_round_trip(tmp_path):
+    with pytest.warns(FutureWarning, match="renamed `unmasking`"):
+        sched = make(order="confidence")
+    assert sched.config.unmasking == "confidence" and "order" not in sched.config
+    sched.save_config(tmp_path)  # the value counts as given, not as the default
+    assert MaskedDiffusionScheduler.from_pretrained(tmp_path).config.unmasking == "confidence"
+    with pytest.warns(FutureWarning, match="renamed `unmasking`"):
+        other = MaskedDiffusionScheduler.from_config(make().config, order="confidence")
+    assert other.config.unmasking == "confidence"
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="Pass only `unmasking=`"):
+        make(unmasking="confidence", order="random")
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="`unmasking`.*'sideways'"):
+        make(order="sideways")
 
 
 @pytest.mark.parametrize("u", [0.0, 1.0 - 2.0**-53])
 def test_categorical_draw_extremes_never_hit_zero_probability_entries(monkeypatch, u):
     # Inverse-CDF sampling at the two ends of [0, 1): the mask token sits first (u = 0) or last
     # (u -> 1) in the vocabulary, and neither end may select it.
-    import pipelines.scheduling_masked_diffusion as module
+    import pipelines.sampling as module
 
-    monkeypatch.setattr(module, "_uniform", lambda shape, g, device: torch.full(shape, u).double())
+    monkeypatch.setattr(module, "uniform", lambda shape, g, device: torch.full(shape, u).double())
     for mask_id in (0, V - 1):
         sched = MaskedDiffusionScheduler(mask_token_id=mask_id)
         sched.set_timesteps(1)
@@ -449,7 +511,7 @@ def test_categorical_draw_extremes_never_hit_zero_probability_entries(monkeypatc
 def test_float64_logits_match_float32():
     # Same logits in float32 and float64, same seed: same proposals and the same confidence ranking
     # (the float64 input must not be modified in place by the draw).
-    sched = make(order="confidence")
+    sched = make(unmasking="confidence")
     sched.set_timesteps(4)
     logits = random_logits(3, 20)
     outs = [

@@ -138,10 +138,20 @@ def test_bad_puzzles_raise_before_any_work():
     s = SudokuSolver(None, guidance=None)
     with pytest.raises(ValueError, match="`batch_size` must be an integer >= 1, got 0"):
         s.solve([good], batch_size=0)
-    with pytest.raises(ValueError, match="`order` must be one of"):
-        SudokuSolver(None, order="left-to-right")
+    with pytest.raises(ValueError, match="`unmasking` must be one of"):
+        SudokuSolver(None, unmasking="left-to-right")
     with pytest.raises(ValueError, match="`path` must be a folder"):
         SudokuSolver.from_pretrained("/nonexistent/prior")
+
+
+def test_old_order_keyword_warns_and_sets_the_unmasking():
+    with pytest.warns(FutureWarning, match="renamed `unmasking`"):
+        s = SudokuSolver(None, guidance=None, order="random")
+    assert s.settings["unmasking"] == "random"
+    assert s.pipeline.scheduler.config.unmasking == "random"
+    assert SudokuSolver(None, guidance=None).pipeline.scheduler.config.unmasking == "confidence"
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="Pass only `unmasking=`"):
+        SudokuSolver(None, unmasking="random", order="confidence")
 
 
 # ----------------------------------------------------------------------------- command line

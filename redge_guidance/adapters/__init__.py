@@ -175,6 +175,8 @@ def call_guidance(
     Returns:
         `torch.Tensor` of shape `(B, L, V)`: the guided logits.
     """
+    # The rule of `pipelines.suppress_mask_token`, kept inline: importing `pipelines` imports
+    # diffusers, which the transformers-only LogitsProcessor adapter must not need.
     if mask_token_id is not None and 0 <= mask_token_id < logits.shape[-1]:
         logits = logits.clone()
         column = logits[..., mask_token_id]

@@ -25,14 +25,17 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from . import layout as sl
-from .data import Puzzle, PuzzleError, parse_puzzle
+from .data import Puzzle
+from .prior import DEFAULT_PRIOR_PATH, DigitDenoiser
+from .prior import load_prior as _load_prior
+from .results import SudokuResult, puzzles_to_tensor, score_grids
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..guidance import GuidanceConfig
@@ -47,12 +50,7 @@ __all__ = [
     "solve_without_prior",
 ]
 
-#: Folder of the shipped prior (config, fp16 safetensors, tokenizer, training record).
-DEFAULT_PRIOR_PATH = os.path.join(
-    os.path.dirname(os.path.dirname(__file__)), "assets", "sudoku_prior"
-)
-
-_ORDERS = ("random", "confidence")
+_UNMASKINGS = ("random", "confidence")
 _DECODES = ("argmax", "sample")
 
 
@@ -84,198 +82,6 @@ def default_guidance(**overrides: Any) -> GuidanceConfig:
     return GuidanceConfig(**options)
 
 
-# ---------------------------------------------------------------------------------------------
-# Inputs and results
-
-
-def puzzles_to_tensor(
-    puzzles: Sequence[str | Sequence[int] | Puzzle] | torch.Tensor,
-) -> torch.Tensor:
-    """Validate puzzles and stack them into a `(B, 81)` int64 tensor of digits (0 = blank).
-
-    Args:
-        puzzles (`list[str | list[int] | Puzzle]` or `torch.Tensor` of shape `(B, 81)`):
-            81-character strings (`0` or `.` for blanks), lists of 81 digits, parsed
-            :class:`Puzzle` objects, or an integer tensor.
-
-    Raises:
-        `ValueError` (a :class:`PuzzleError` for a bad puzzle) naming the index of the first bad
-        puzzle and the reason.
-    """
-    if isinstance(puzzles, torch.Tensor):
-        if puzzles.ndim != 2 or puzzles.shape[1] != 81 or puzzles.is_floating_point():
-            raise ValueError(
-                f"`puzzles` must be an integer tensor of shape (B, 81), got shape "
-                f"{tuple(puzzles.shape)} and dtype {puzzles.dtype}. Use `grids.reshape(-1, 81)`."
-            )
-        rows: list[Any] = puzzles.long().cpu().tolist()
-    elif isinstance(puzzles, (str, bytes)) or not isinstance(puzzles, Sequence):
-        raise ValueError(
-            f"`puzzles` must be a list of puzzles or a (B, 81) tensor, got "
-            f"{type(puzzles).__name__} {str(puzzles)[:90]!r}. Wrap a single puzzle in a list."
-        )
-    else:
-        rows = list(puzzles)
-    if not rows:
-        raise ValueError("`puzzles` is empty. Pass at least one puzzle.")
-    out = torch.empty(len(rows), 81, dtype=torch.long)
-    for i, row in enumerate(rows):
-        try:
-            if isinstance(row, Puzzle):
-                cells = list(row.cells)
-            elif isinstance(row, str):
-                cells = list(parse_puzzle(row).cells)
-            else:
-                cells = list(row)
-                if len(cells) != 81 or not all(
-                    isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 9 for d in cells
-                ):
-                    raise PuzzleError(
-                        f"expected 81 integers in 0..9 (0 = blank), got {str(cells)[:90]}"
-                    )
-                cells = list(parse_puzzle("".join(map(str, cells))).cells)  # clue consistency
-        except PuzzleError as err:
-            raise PuzzleError(f"`puzzles[{i}]` is not a valid puzzle: {err}.") from None
-        except TypeError:
-            raise PuzzleError(
-                f"`puzzles[{i}]` must be a string, a list of 81 digits or a Puzzle, got "
-                f"{type(row).__name__}."
-            ) from None
-        out[i] = torch.tensor(cells, dtype=torch.long)
-    return out
-
-
-@dataclass
-class SudokuResult:
-    """What :meth:`SudokuSolver.solve` and :func:`solve_without_prior` return.
-
-    Args:
-        puzzles (`torch.LongTensor` of shape `(B, 81)`): the input puzzles, 0 = blank.
-        solutions (`torch.LongTensor` of shape `(B, 81)`): the committed grids, digits 1..9 (0 where
-            a cell holds no digit, which the digit-only denoiser never produces).
-        solved (`list[bool]`): the grid is complete and valid *and* keeps every clue.
-        violations (`list[int]`): rule violations per grid (:func:`rewards.sudoku_violations`:
-            repeated digits per unit, blanks counted too); 0 for a valid grid.
-        consistent (`list[bool]`): the grid keeps every clue of its puzzle.
-        rewards (`torch.Tensor` of shape `(B,)`): the Sudoku reward of each grid (0 = valid).
-        seconds (`float`): wall time of the whole call.
-        num_samples (`int`): candidates drawn per puzzle (the best by reward was kept).
-    """
-
-    puzzles: torch.Tensor
-    solutions: torch.Tensor
-    solved: list[bool]
-    violations: list[int]
-    consistent: list[bool]
-    rewards: torch.Tensor
-    seconds: float
-    num_samples: int = 1
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def solve_rate(self) -> float:
-        """Fraction of puzzles solved."""
-        return sum(self.solved) / max(1, len(self.solved))
-
-    @property
-    def mean_violations(self) -> float:
-        """Mean violations per grid."""
-        return sum(self.violations) / max(1, len(self.violations))
-
-    def solution_strings(self) -> list[str]:
-        """Each grid as an 81-digit string."""
-        return ["".join(str(int(d)) for d in row) for row in self.solutions.tolist()]
-
-
-def _score(
-    puzzles: torch.Tensor,
-    solutions: torch.Tensor,
-    rewards: torch.Tensor,
-    seconds: float,
-    num_samples: int,
-    extras: dict[str, Any] | None = None,
-) -> SudokuResult:
-    from rewards import sudoku_violations
-
-    puzzles, solutions = puzzles.cpu(), solutions.cpu()
-    viol = sudoku_violations(solutions)
-    consistent = ((puzzles == 0) | (puzzles == solutions)).all(dim=1)
-    solved = (viol == 0) & consistent
-    return SudokuResult(
-        puzzles=puzzles,
-        solutions=solutions,
-        solved=solved.tolist(),
-        violations=viol.tolist(),
-        consistent=consistent.tolist(),
-        rewards=rewards.detach().float().cpu(),
-        seconds=seconds,
-        num_samples=num_samples,
-        extras=extras or {},
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Denoisers
-
-
-class DigitDenoiser(torch.nn.Module):
-    """Wraps a masked LM so that only the digit tokens 1..9 can be proposed.
-
-    Every other vocabulary entry (special tokens, the blank-clue token ``0``) gets logit
-    ``finfo.min``: the scheduler then never draws it and the guidance never revives it (the
-    estimators skip masked entries). With ``model=None`` the logits are 0 on the digits, the
-    uniform "no prior" of :func:`solve_without_prior`.
-
-    Args:
-        model (`torch.nn.Module`, *optional*): maps ``input_ids`` `(B, 163)` to `.logits`
-            `(B, 163, 15)`.
-    """
-
-    def __init__(self, model: torch.nn.Module | None = None):
-        super().__init__()
-        self.model = model
-        allowed = torch.zeros(sl.VOCAB_SIZE, dtype=torch.bool)
-        allowed[sl.DIGIT_TOKEN_IDS] = True
-        self.register_buffer("allowed", allowed, persistent=False)
-
-    @property
-    def config(self) -> Any:  # the pipeline reads `config.vocab_size`
-        return getattr(self.model, "config", None) or _VocabConfig()
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if self.model is None:
-            B, L = input_ids.shape
-            logits = torch.zeros(B, L, sl.VOCAB_SIZE, device=input_ids.device)
-        else:
-            logits = self.model(input_ids=input_ids).logits.float()
-        low = torch.finfo(logits.dtype).min
-        return logits.masked_fill(~self.allowed.to(logits.device), low)
-
-
-@dataclass
-class _VocabConfig:
-    vocab_size: int = sl.VOCAB_SIZE
-    pad_token_id: int = sl.PAD_ID
-
-
-def _load_prior(path: str | os.PathLike[str] | None, device: torch.device) -> torch.nn.Module:
-    from transformers import AutoModelForMaskedLM
-
-    path = os.fspath(path) if path is not None else DEFAULT_PRIOR_PATH
-    if not os.path.isdir(path):
-        raise ValueError(
-            f"`path` must be a folder holding a saved masked LM (config.json, model.safetensors), "
-            f"got {path!r}. Pass `path=None` for the shipped prior."
-        )
-    model = AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float32)
-    if getattr(model.config, "vocab_size", None) != sl.VOCAB_SIZE:
-        raise ValueError(
-            f"The model at `path={path!r}` has vocab_size {model.config.vocab_size}, expected "
-            f"{sl.VOCAB_SIZE} (the Sudoku layout of redge_guidance.sudoku.layout)."
-        )
-    return model.to(device).eval()
-
-
 def _make_generator(generator: torch.Generator | None) -> torch.Generator:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(
@@ -300,6 +106,52 @@ def _parse_device(device: str | torch.device) -> torch.device:
         raise ValueError(
             f"`device` must name a torch device, got {device!r}. Use 'cpu' or 'cuda'."
         ) from None
+
+
+def _resolve_unmasking(unmasking: str, order: str | None) -> str:
+    """`unmasking`, or the value of the deprecated `order=` keyword (with a FutureWarning)."""
+    if order is None:
+        return unmasking
+    warnings.warn(
+        "`order` of `SudokuSolver` is renamed `unmasking` (the same values, 'confidence' or "
+        "'random'), like the scheduler's; `order` is read for one more release.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    if unmasking not in ("confidence", order):
+        raise ValueError(
+            f"Both `unmasking={unmasking!r}` and the deprecated `order={order!r}` were given. "
+            "Pass only `unmasking=`."
+        )
+    return order
+
+
+def _check_sampler(
+    num_inference_steps: Any, restarts: Any, unmasking: Any, decode: Any, temperature: Any
+) -> None:
+    """The sampler options of :class:`SudokuSolver` (remasking is checked by the scheduler)."""
+    _check_positive_int("num_inference_steps", num_inference_steps, "12")
+    if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 0:
+        raise ValueError(
+            f"`restarts` must be an integer >= 0, got {restarts!r}. Use e.g. `restarts=4`, "
+            "or 0 for a single denoising pass per puzzle."
+        )
+    if unmasking not in _UNMASKINGS:
+        raise ValueError(
+            f"`unmasking` must be one of {list(_UNMASKINGS)}, got {unmasking!r}. Use "
+            "'confidence' (the shipped solver's) or 'random'."
+        )
+    if decode not in _DECODES:
+        raise ValueError(f"`decode` must be one of {list(_DECODES)}, got {decode!r}.")
+    if (
+        not isinstance(temperature, (int, float))
+        or isinstance(temperature, bool)
+        or not (math.isfinite(temperature) and temperature > 0)
+    ):
+        raise ValueError(
+            f"`temperature` must be a finite number > 0, got {temperature!r}. "
+            "Use `decode='argmax'` for greedy decoding."
+        )
 
 
 def _check_positive_int(name: str, value: Any, example: str) -> None:
@@ -327,8 +179,8 @@ class SudokuSolver:
             `(B, 163, 15)`), or None for the uniform no-prior denoiser.
         guidance (`GuidanceConfig`, *optional*): guidance settings; None runs the prior alone.
         num_inference_steps (`int`): denoising steps (one prior call each).
-        order (`"confidence"` or `"random"`): which blank cells are committed at each step: the most
-            confident first (MaskGIT), or at random (MDLM).
+        unmasking (`"confidence"` or `"random"`): which blank cells are committed at each step:
+            the most confident first (MaskGIT), or at random (MDLM).
         remask (`"none"`, `"cap"`, `"rescale"` or `float`): ReMDM remasking of committed cells.
         remask_eta (`float`): the ``eta`` of the ``"cap"`` / ``"rescale"`` remasking schedules.
         decode (`"argmax"` or `"sample"`): how the scheduler reads a cell from the (guided)
@@ -339,6 +191,8 @@ class SudokuSolver:
             times; the first valid grid is kept, else the one with the fewest violations. Only
             the failing grids pay for it. 0 = a single pass.
         device (`str` or `torch.device`): where the model and the sampling run.
+        order (`"confidence"` or `"random"`, *optional*): deprecated name of `unmasking`, read
+            with a `FutureWarning` for one release.
     """
 
     def __init__(
@@ -347,13 +201,14 @@ class SudokuSolver:
         *,
         guidance: GuidanceConfig | None = None,
         num_inference_steps: int = 12,
-        order: Literal["confidence", "random"] = "confidence",
+        unmasking: Literal["confidence", "random"] = "confidence",
         remask: Literal["none", "cap", "rescale"] | float = "none",
         remask_eta: float = 0.05,
         decode: Literal["argmax", "sample"] = "argmax",
         temperature: float = 1.0,
         restarts: int = 4,
         device: str | torch.device = "cpu",
+        order: Literal["confidence", "random"] | None = None,
     ):
         from pipelines import MaskedDiffusionPipeline
         from rewards import SudokuReward
@@ -365,31 +220,14 @@ class SudokuSolver:
                 f"`guidance` must be a GuidanceConfig or None, got {type(guidance).__name__}. "
                 "Use `default_guidance()` or `GuidanceConfig(...)`; None runs the prior alone."
             )
-        _check_positive_int("num_inference_steps", num_inference_steps, "12")
-        if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 0:
-            raise ValueError(
-                f"`restarts` must be an integer >= 0, got {restarts!r}. Use e.g. `restarts=4`, "
-                "or 0 for a single denoising pass per puzzle."
-            )
-        if order not in _ORDERS:
-            raise ValueError(f"`order` must be one of {list(_ORDERS)}, got {order!r}.")
-        if decode not in _DECODES:
-            raise ValueError(f"`decode` must be one of {list(_DECODES)}, got {decode!r}.")
-        if (
-            not isinstance(temperature, (int, float))
-            or isinstance(temperature, bool)
-            or not (math.isfinite(temperature) and temperature > 0)
-        ):
-            raise ValueError(
-                f"`temperature` must be a finite number > 0, got {temperature!r}. "
-                "Use `decode='argmax'` for greedy decoding."
-            )
+        unmasking = _resolve_unmasking(unmasking, order)
+        _check_sampler(num_inference_steps, restarts, unmasking, decode, temperature)
         self.device = _parse_device(device)
         self.denoiser = DigitDenoiser(model).to(self.device).eval()
         self.pipeline = MaskedDiffusionPipeline.from_model(
             self.denoiser,
             mask_token_id=sl.MASK_ID,
-            order=order,
+            unmasking=unmasking,
             remask=remask,  # validated by the scheduler
             remask_eta=remask_eta,
             decode=decode,
@@ -410,7 +248,7 @@ class SudokuSolver:
         self.settings = {
             "num_inference_steps": num_inference_steps,
             "restarts": restarts,
-            "order": order,
+            "unmasking": unmasking,
             "remask": remask,
             "remask_eta": remask_eta,
             "decode": decode,
@@ -425,13 +263,14 @@ class SudokuSolver:
         *,
         guidance: GuidanceConfig | None | Literal["default"] = "default",
         num_inference_steps: int = 12,
-        order: Literal["confidence", "random"] = "confidence",
+        unmasking: Literal["confidence", "random"] = "confidence",
         remask: Literal["none", "cap", "rescale"] | float = "none",
         remask_eta: float = 0.05,
         decode: Literal["argmax", "sample"] = "argmax",
         temperature: float = 1.0,
         restarts: int = 4,
         device: str | torch.device = "cpu",
+        order: Literal["confidence", "random"] | None = None,
     ) -> SudokuSolver:
         """Load a prior (default: the shipped one) and build a solver around it.
 
@@ -440,9 +279,10 @@ class SudokuSolver:
                 with the Sudoku vocabulary; None = ``DEFAULT_PRIOR_PATH``.
             guidance (`GuidanceConfig`, `"default"` or None): `"default"` =
                 :func:`default_guidance`; None = the prior alone (unguided).
-            num_inference_steps, order, remask, remask_eta, decode, temperature, restarts,
-                device: see the class docstring.
+            num_inference_steps, unmasking, remask, remask_eta, decode, temperature, restarts,
+                device, order: see the class docstring.
         """
+        unmasking = _resolve_unmasking(unmasking, order)
         if isinstance(guidance, str):
             if guidance != "default":
                 raise ValueError(
@@ -455,7 +295,7 @@ class SudokuSolver:
             model,
             guidance=guidance,
             num_inference_steps=num_inference_steps,
-            order=order,
+            unmasking=unmasking,
             remask=remask,
             remask_eta=remask_eta,
             decode=decode,
@@ -512,7 +352,7 @@ class SudokuSolver:
             solutions.append(sol)
             rewards.append(rew)
         seconds = time.perf_counter() - start
-        return _score(
+        return score_grids(
             grid,
             torch.cat(solutions),
             torch.cat(rewards),
@@ -628,7 +468,7 @@ def solve_without_prior(
         None,
         guidance=config,
         num_inference_steps=1,
-        order="random",
+        unmasking="random",
         decode="argmax",
         restarts=0,
         device=device,

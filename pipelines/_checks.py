@@ -1,0 +1,168 @@
+"""Argument checks shared by the pipeline and the scheduler (one rule, one place).
+
+Each check raises a `ValueError` that names the argument, echoes what it got and says what to pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def is_int(value: Any) -> bool:
+    """A Python integer that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """A Python int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def describe(value: Any) -> Any:
+    """What an error message echoes: `(shape, dtype)` for a tensor, else the value itself."""
+    if torch.is_tensor(value):
+        return tuple(value.shape), value.dtype
+    return value
+
+
+def check_positive_int(name: str, value: Any, example: str) -> None:
+    """`value` is an integer >= 1."""
+    if not is_int(value) or value < 1:
+        raise ValueError(
+            f"`{name}` must be an integer >= 1, got {value!r}. Use e.g. `{name}={example}`."
+        )
+
+
+def check_bool_mask(name: str, mask: Any, shape: tuple[int, ...], hint: str = "") -> None:
+    """`mask` is a bool tensor of exactly `shape`."""
+    if not torch.is_tensor(mask) or tuple(mask.shape) != tuple(shape) or mask.dtype != torch.bool:
+        raise ValueError(
+            f"`{name}` must be a bool tensor of shape {tuple(shape)}, got {describe(mask)}.{hint}"
+        )
+
+
+def check_logits(name: str, logits: Any, fix: str) -> None:
+    """`logits` is a float tensor of shape `(B, L, V)`."""
+    if not torch.is_tensor(logits) or logits.ndim != 3 or not logits.is_floating_point():
+        got = tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
+        raise ValueError(f"`{name}` must be a float tensor of shape (B, L, V), got {got}. {fix}")
+
+
+def check_token_ids(name: str, ids: Any, fix: str) -> None:
+    """`ids` is a LongTensor of shape `(B, L)`."""
+    if not torch.is_tensor(ids) or ids.ndim != 2 or ids.dtype != torch.long:
+        got = describe(ids) if torch.is_tensor(ids) else type(ids).__name__
+        raise ValueError(f"`{name}` must be a LongTensor of shape (B, L), got {got}. {fix}")
+
+
+def check_mask_id_in_vocab(mask_token_id: int, vocab_size: int, source: str) -> None:
+    """The mask id is an entry of a vocabulary of `vocab_size` entries."""
+    if mask_token_id >= vocab_size:
+        raise ValueError(
+            f"`mask_token_id` is {mask_token_id} but {source} has only {vocab_size} vocabulary "
+            "entries. Use the mask id of the model's tokenizer."
+        )
+
+
+def check_input_ids(input_ids: Any) -> None:
+    """Pipeline `input_ids`: a non-empty LongTensor `(L,)` / `(B, L)` or list of int lists."""
+    if torch.is_tensor(input_ids):
+        if input_ids.ndim not in (1, 2) or input_ids.dtype != torch.long or input_ids.numel() == 0:
+            raise ValueError(
+                "`input_ids` must be a non-empty LongTensor of shape (L,) or (B, L), got shape "
+                f"{tuple(input_ids.shape)} and dtype {input_ids.dtype}. Use `.long()`."
+            )
+    elif not (
+        isinstance(input_ids, list)
+        and input_ids
+        and all(isinstance(row, list) and all(is_int(i) for i in row) for row in input_ids)
+    ):
+        raise ValueError(
+            "`input_ids` must be a LongTensor or a non-empty list of lists of ints, got "
+            f"{input_ids!r}."
+        )
+
+
+def check_prompt(prompt: Any, tokenizer: Any) -> None:
+    """`prompt` of the pipeline: a string or a non-empty list of strings, with a tokenizer."""
+    if not (
+        isinstance(prompt, str)
+        or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))
+    ):
+        raise ValueError(
+            f"`prompt` must be a string or a non-empty list of strings, got {prompt!r}."
+        )
+    if tokenizer is None:
+        raise ValueError(
+            f"`prompt` was given ({prompt!r}) but the pipeline has no tokenizer. Pass "
+            "`tokenizer=` when building the pipeline, or pass token ids as `input_ids`."
+        )
+
+
+def check_id_masks(
+    input_ids: Any, attention_mask: Any, fixed_mask: Any, mask_token_id: int
+) -> None:
+    """`attention_mask` / `fixed_mask` of the pipeline: only with tensor `input_ids`, same shape."""
+    if attention_mask is not None:
+        if not torch.is_tensor(input_ids):
+            raise ValueError(
+                "`attention_mask` is only accepted with tensor `input_ids`; prompts and "
+                "lists of ids are padded by the pipeline, which builds the mask itself."
+            )
+        if not torch.is_tensor(attention_mask) or attention_mask.shape != input_ids.shape:
+            got = tuple(attention_mask.shape) if torch.is_tensor(attention_mask) else attention_mask
+            raise ValueError(
+                "`attention_mask` must have the shape of `input_ids` "
+                f"{tuple(input_ids.shape)}, got {got}."
+            )
+    if fixed_mask is not None:
+        if not torch.is_tensor(input_ids):
+            raise ValueError(
+                "`fixed_mask` is only accepted with tensor `input_ids` (of the same shape)."
+            )
+        check_bool_mask("fixed_mask", fixed_mask, tuple(input_ids.shape), " Pass it for every id.")
+        if bool((fixed_mask & (input_ids == mask_token_id)).any()):
+            raise ValueError(
+                f"`fixed_mask` marks mask-token positions (id {mask_token_id}) as fixed; "
+                "they could never be filled in. Set `fixed_mask` to False wherever "
+                "`input_ids` holds the mask."
+            )
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...], fix: str = "") -> None:
+    """`value` is one of the strings `choices`."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.{fix}")
+
+
+def check_reward_vocab(reward: Any, model_vocab: int | None) -> None:
+    """The guidance's reward reads the model's vocabulary (when both sizes are known)."""
+    if reward is None or model_vocab is None:
+        return
+    try:
+        from rewards import check_vocab_size
+    except ImportError:  # a `rewards` without the shared check: the same rule, inline
+        reward_vocab = getattr(reward, "vocab_size", None)
+        if is_int(reward_vocab) and reward_vocab != model_vocab:
+            raise ValueError(
+                f"`guidance.reward.vocab_size` is {reward_vocab} but the model's vocabulary "
+                f"has {model_vocab} entries. Build the reward for the denoiser's tokenizer "
+                "or wrap it in `rewards.VocabularyBridge`."
+            ) from None
+        return
+    check_vocab_size(reward, model_vocab, what="the model's logits")
+
+
+def check_callback_sample(callback_outputs: Any, sample: torch.LongTensor) -> torch.LongTensor:
+    """The `"sample"` a step-end callback returned, if any, else `sample`."""
+    if callback_outputs is None or "sample" not in callback_outputs:
+        return sample
+    new = callback_outputs["sample"]
+    if not torch.is_tensor(new) or new.shape != sample.shape or new.dtype != torch.long:
+        raise ValueError(
+            "`callback_on_step_end` returned a `sample` that is not a LongTensor of shape "
+            f"{tuple(sample.shape)}, got {describe(new)}."
+        )
+    return new
