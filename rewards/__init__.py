@@ -7,7 +7,15 @@ this package imports torch only; transformers is needed only by the objects you 
 
 from __future__ import annotations
 
-from .base import Clipped, Normalized, Reward, WeightedSum, check_scores, check_vocab_size
+from .base import (
+    Clipped,
+    Normalized,
+    Reward,
+    WeightedSum,
+    check_scores,
+    check_vocab_size,
+    finite_checks,
+)
 from .bridge import BridgedReward, VocabularyBridge
 from .classifier import SequenceClassifierReward
 from .embedding import AssembledInputs, EmbeddingInputReward, masked_mean
@@ -37,6 +45,7 @@ __all__ = [
     "WeightedSum",
     "check_scores",
     "check_vocab_size",
+    "finite_checks",
     "masked_mean",
     "sudoku_unit_matrix",
     "sudoku_violations",

@@ -8,7 +8,9 @@ Checks are split by cost:
 
 - `Reward.__call__` runs the O(1) structural checks (floating dtype, `x.ndim == 3`, the
   vocabulary size, the `attention_mask` shape) before `forward`, and checks the `(B,)` output
-  (shape, finiteness) after it. Output checks read `B` numbers, so they cost one host sync.
+  (shape, finiteness) after it. The finiteness check reads `B` numbers, so it costs one host
+  sync; inside `with finite_checks(False):` it is skipped (the guidance hook's inner loop checks
+  the first scores of a generation itself and then runs without any sync).
 - `Reward.validate` adds the O(B·L·V) content checks (NaN/inf inputs, rows off the simplex,
   a non-binary `attention_mask`). The guidance hook calls it once before its first optimisation
   step; call it yourself when you feed a reward by hand. `__call__` skips these on purpose: an
@@ -17,14 +19,37 @@ Checks are split by cost:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Reward", "WeightedSum", "Clipped", "Normalized", "check_scores", "check_vocab_size"]
+__all__ = [
+    "Reward",
+    "WeightedSum",
+    "Clipped",
+    "Normalized",
+    "check_scores",
+    "check_vocab_size",
+    "finite_checks",
+]
+
+_FINITE_CHECKS = contextvars.ContextVar("rewards_finite_checks", default=True)
+
+
+@contextlib.contextmanager
+def finite_checks(enabled: bool) -> Iterator[None]:
+    """Turn the per-call finiteness check of `Reward` outputs (a host sync) on or off inside the
+    block; shape checks always run. For hot loops that check the scores themselves."""
+    token = _FINITE_CHECKS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FINITE_CHECKS.reset(token)
 
 
 def _name(obj: object) -> str:
@@ -221,7 +246,7 @@ class Reward(nn.Module):
                 )
 
     def _check_output(self, scores: Tensor, x: Tensor) -> Tensor:
-        check_scores(scores, x.shape[0], _name(self))
+        check_scores(scores, x.shape[0], _name(self), finite=_FINITE_CHECKS.get())
         return scores.to(device=x.device, dtype=torch.float32)
 
     # ------------------------------------------------------------------ arithmetic

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from rewards import check_scores, check_vocab_size, finite_checks
+
 from .._seeding import derive_seed
 from .config import GuidanceConfig, is_int, upgrade_names
 from .inner import InnerProblem, WarmStart
@@ -200,8 +202,9 @@ class RewardGuidance:
                 f"`sequences` must be float one-hot rows of shape (B, L, V), got shape "
                 f"{tuple(sequences.shape)} and dtype {sequences.dtype}."
             )
-        _check_vocab_size(self.reward, sequences.shape[-1])
-        return self._reward(sequences, attention_mask, sequences.shape[0])
+        check_vocab_size(self.reward, sequences.shape[-1])
+        out = self._reward(sequences, attention_mask, sequences.shape[0])
+        return check_scores(out, sequences.shape[0], f"Reward {type(self.reward).__name__}")
 
     # -- the hook -------------------------------------------------------------------------------
 
@@ -277,7 +280,7 @@ class RewardGuidance:
         seed: int,
     ) -> tuple[torch.Tensor, GuidanceStepStats]:
         cfg = self.config
-        _check_vocab_size(self.reward, logits.shape[-1])
+        check_vocab_size(self.reward, logits.shape[-1])
         problem = InnerProblem(
             cfg,
             self._reward,
@@ -315,7 +318,9 @@ class RewardGuidance:
             stats.reward_before = float(r_before.mean())
             problem.clock.lap("scoring")
 
-        result = problem.run(check_output=first)
+        # The loop runs without host syncs: the first scores of a generation are checked once.
+        with finite_checks(False):
+            result = problem.run(check_output=first)
         self._checked = True
         phi = result.phi
         stats.inner_steps = result.steps_run
@@ -363,7 +368,7 @@ class RewardGuidance:
             if attention_mask is None
             else self.reward(x, attention_mask=attention_mask)
         )
-        return _check_scores(out, expected, f"Reward {type(self.reward).__name__}")
+        return check_scores(out, expected, f"Reward {type(self.reward).__name__}", finite=False)
 
     def _record(self, stats: GuidanceStepStats) -> None:
         entry = stats.to_dict()
@@ -457,27 +462,3 @@ def _check_inputs(
             f"`attention_mask` must be a tensor of shape {(B, L)} or None, got "
             + _describe(attention_mask)
         )
-
-
-def _check_vocab_size(reward: Any, vocab_size: int) -> None:
-    vocab = getattr(reward, "vocab_size", None)
-    if vocab is not None and vocab != vocab_size:
-        raise ValueError(
-            f"Reward {type(reward).__name__} has `vocab_size={vocab}` but the logits have "
-            f"V={vocab_size} entries. Build the reward for the denoiser's vocabulary, or wrap it "
-            "in `rewards.VocabularyBridge`."
-        )
-
-
-def _check_scores(scores: Any, expected: int, owner: str) -> torch.Tensor:
-    if not isinstance(scores, torch.Tensor) or scores.shape != (expected,):
-        raise ValueError(
-            f"{owner} must return one score per sample, shape ({expected},), got "
-            + (
-                f"shape {tuple(scores.shape)}."
-                if isinstance(scores, torch.Tensor)
-                else f"{type(scores).__name__}."
-            )
-            + " Do not sum over the batch."
-        )
-    return scores

@@ -75,7 +75,7 @@ def default_guidance(**overrides: Any) -> GuidanceConfig:
         # commits (90.6% -> 95-97% solved on the tuning puzzles); draws are cheap next to the prior.
         "num_relaxed_samples": 16,
         # Hand the guided logits to the scheduler, whose confidence order then uses them.
-        "decode": "sample",
+        "handoff": "logits",
         "record_rewards": False,
     }
     options.update(overrides)
@@ -461,7 +461,7 @@ def solve_without_prior(
         n_opt_steps=n_steps,
         lr=lr,
         kl_weight=0.0,  # no prior to stay close to
-        decode="argmax",
+        handoff="argmax",
         record_rewards=False,
     )
     solver = SudokuSolver(
