@@ -446,12 +446,15 @@ def diffusers_log(caplog):
     """caplog that also sees diffusers' logger (which does not propagate by default)."""
     from diffusers.utils import logging as diffusers_logging
 
+    level = diffusers_logging.get_verbosity()  # other tests (the CLI's --quiet) may lower it
+    diffusers_logging.set_verbosity_warning()
     diffusers_logging.enable_propagation()
     try:
         with caplog.at_level("WARNING"):
             yield caplog
     finally:
         diffusers_logging.disable_propagation()
+        diffusers_logging.set_verbosity(level)
 
 
 def test_old_order_key_in_a_saved_config_is_read_as_unmasking(tmp_path, diffusers_log):
