@@ -38,7 +38,7 @@ def pathwise(
     # A fresh leaf on the buffer's storage (the previous step's graph is already freed).
     x = buffer.detach().requires_grad_(True)
     p.clock.lap("relaxation")
-    scores = p.reward_call(x, p.reward_mask, S * B)
+    scores = p.reward_call(p.reward_input(x), p.reward_mask, S * B)
     if check:
         check_first_scores(p, scores, differentiable=True)
     reward_b = scores.view(S, B).mean(0)  # (B,)
@@ -66,9 +66,10 @@ def score_function(
         draws = torch.zeros(S, N, V, dtype=buffer.dtype, device=buffer.device)
         draws.scatter_(-1, idx.unsqueeze(-1), 1.0)  # (S, N, K) one-hots on the support
         p.write_rows(buffer, draws)
+        x = p.reward_input(buffer)
     p.clock.lap("relaxation")
     with torch.no_grad():
-        scores = p.reward_call(buffer, p.reward_mask, S * B)
+        scores = p.reward_call(x, p.reward_mask, S * B)
         if check:
             check_first_scores(p, scores, differentiable=False)
         scores = scores.view(S, B).to(phi.dtype)

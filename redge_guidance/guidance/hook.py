@@ -294,6 +294,7 @@ class RewardGuidance:
             score_function=self.use_score_function,
             warm_start=self._warm,
             profile=self.profile,
+            sparse_reward=bool(getattr(self.reward, "supports_sparse", False)),
         )
         first = not self._checked
         if first:
@@ -352,7 +353,7 @@ class RewardGuidance:
         validate = getattr(self.reward, "validate", None)
         if not callable(validate):
             return
-        x = problem.with_start_probs()
+        x = problem.reward_input(problem.with_start_probs())
         if problem.attention_mask is None:
             validate(x)
         else:

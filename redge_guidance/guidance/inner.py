@@ -111,6 +111,9 @@ class InnerProblem:
         score_function (`bool`): REINFORCE instead of the pathwise gradient.
         warm_start (`WarmStart`, *optional*): the previous call's φ.
         profile (`bool`): time the phases (a CUDA synchronisation per phase).
+        sparse_reward (`bool`): the reward reads ``rewards.SparseRows``; with a restricted
+            support the reward's input is then ``(S·B, L, K)`` weights over fixed indices
+            instead of ``(S·B, L, V)``.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class InnerProblem:
         score_function: bool = False,
         warm_start: WarmStart | None = None,
         profile: bool = False,
+        sparse_reward: bool = False,
     ) -> None:
         self.config = config
         self.reward_call = reward_call
@@ -167,7 +171,11 @@ class InnerProblem:
             lse = _row_logsumexp(self.logits, self.editable).to(self.dtype)  # (N,)
             self.prior_logp = rows - lse.unsqueeze(-1)
         self.prior_rows = rows  # (N, K) the model's logits on the support, finite
-        self.context = self._context(sample.detach().long(), mask_token_id)  # (B, L, V)
+        # With a sparse-capable reward and a restricted support, the reward reads (B, L, K)
+        # weights over fixed vocabulary ids (`context_index`) instead of (B, L, V) rows.
+        self.sparse_input = sparse_reward and not self.support.dense
+        self.context_index: torch.Tensor | None = None
+        self.context = self._context(sample.detach().long(), mask_token_id)  # (B, L, V | K)
         # Flat row ids of the editable positions in the (S·B·L, V) reward input (sparse writes).
         pos = self.editable.flatten().nonzero()[:, 0]  # (N,), row-major like batch_idx
         offsets = torch.arange(self.S, device=self.device).unsqueeze(-1) * (self.B * self.L)
@@ -191,6 +199,8 @@ class InnerProblem:
             own = self.logits.gather(-1, ids).squeeze(-1)
             still_masked = (own <= torch.finfo(self.in_dtype).min) | ~in_vocab
         soft_rows = still_masked & ~self.editable
+        if self.sparse_input:
+            return self._sparse_context(ids.squeeze(-1), soft_rows)
         if bool(soft_rows.any()):
             ctx = self.logits[soft_rows].to(self.dtype)
             ctx = ctx.masked_fill(ctx <= torch.finfo(self.in_dtype).min, self.low)
@@ -198,6 +208,38 @@ class InnerProblem:
         if not self.support.dense:  # editable rows are written entry by entry: start at zero
             base[self.editable] = 0.0
         return base
+
+    def _sparse_context(self, ids: torch.Tensor, soft_rows: torch.Tensor) -> torch.Tensor:
+        """The context as K weighted entries per position: a committed token is its id with
+        weight 1; a still-masked, non-editable position the model's top K tokens, renormalised
+        (the one approximation of the sparse input: it drops the model's mass below its top K);
+        an editable row φ's support (weights written by the loop)."""
+        K = self.K
+        index = ids.unsqueeze(-1).expand(self.B, self.L, K).clone()  # (B, L, K)
+        weight = torch.zeros(self.B, self.L, K, dtype=self.dtype, device=self.device)
+        weight[..., 0] = 1.0
+        if bool(soft_rows.any()):
+            values, top = self.logits[soft_rows].topk(K, dim=-1)
+            values = values.to(self.dtype).masked_fill(
+                values <= torch.finfo(values.dtype).min, self.low
+            )
+            index[soft_rows] = top
+            weight[soft_rows] = torch.softmax(values, dim=-1)
+        index[self.editable] = self.support.index
+        weight[self.editable] = 0.0
+        self.context_index = index
+        return weight
+
+    def reward_input(self, x: torch.Tensor) -> Any:
+        """What the reward is called with: ``x`` itself, or ``rewards.SparseRows`` over the
+        context's fixed ids when the input is sparse (``x``: (S·B, L, K) weights)."""
+        if not self.sparse_input:
+            return x
+        from rewards import SparseRows
+
+        S = x.shape[0] // self.B
+        index = self.context_index if S == 1 else self.context_index.repeat(S, 1, 1)
+        return SparseRows(index=index, weight=x, vocab_size=self.V)
 
     def _start(self, warm: WarmStart | None) -> torch.Tensor:
         """φ's starting rows: ℓ, or where the row was editable at the previous call too, the
@@ -234,8 +276,9 @@ class InnerProblem:
         """Write ``rows`` (S, N, K) into the editable positions of the reward's input buffer
         (S·B, L, V), in place (entries outside the support stay zero)."""
         S = rows.shape[0]
-        if self.support.dense:
-            buffer.view(S, self.B, self.L, self.V)[:, self.editable] = rows.to(buffer.dtype)
+        if self.support.dense or self.sparse_input:
+            width = self.V if self.support.dense else self.K
+            buffer.view(S, self.B, self.L, width)[:, self.editable] = rows.to(buffer.dtype)
         else:
             index = self.support.index.repeat(S, 1)  # (S·N, K)
             flat = buffer.view(-1, self.V)
@@ -244,8 +287,9 @@ class InnerProblem:
     def read_rows(self, grad: torch.Tensor) -> torch.Tensor:
         """The editable rows' entries (S, N, K) of a gradient with respect to the buffer."""
         S = grad.shape[0] // self.B
-        if self.support.dense:
-            return grad.view(S, self.B, self.L, self.V)[:, self.editable]
+        if self.support.dense or self.sparse_input:
+            width = self.V if self.support.dense else self.K
+            return grad.view(S, self.B, self.L, width)[:, self.editable]
         index = self.support.index.repeat(S, 1)
         flat_rows = self._flat_rows[: S * self.N]
         return grad.reshape(-1, self.V)[flat_rows, index].view(S, self.N, self.K)
@@ -261,12 +305,13 @@ class InnerProblem:
 
     def clear_start_probs(self) -> None:
         """Undo :meth:`with_start_probs` where the loop relies on zeros (sparse writes)."""
-        if not self.support.dense:
+        if not self.support.dense and not self.sparse_input:
             self.write_rows(self.context, torch.zeros_like(self.prior_rows).unsqueeze(0))
 
     def release(self) -> None:
         """Drop the reward's context (B, L, V) once no reward is left to evaluate."""
         self.context = None
+        self.context_index = None
 
     # -- objective -----------------------------------------------------------------------------
 
@@ -298,9 +343,13 @@ class InnerProblem:
         one-hot argmax of ``rows`` (N, K): what the sequence would be if decoded greedily now."""
         with torch.no_grad():
             x = self.context.clone()
-            ids = self.support.to_vocab(rows.argmax(-1))
-            x[self.editable] = F.one_hot(ids, self.V).to(x.dtype)
-            return self.reward_call(x, self.attention_mask, self.B).detach().float()
+            if self.sparse_input:  # one-hot over the support
+                x[self.editable] = F.one_hot(rows.argmax(-1), self.K).to(x.dtype)
+            else:
+                ids = self.support.to_vocab(rows.argmax(-1))
+                x[self.editable] = F.one_hot(ids, self.V).to(x.dtype)
+            scores = self.reward_call(self.reward_input(x), self.attention_mask, self.B)
+            return scores.detach().float()
 
     # -- the loop ------------------------------------------------------------------------------
 
