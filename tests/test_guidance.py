@@ -938,3 +938,16 @@ def test_on_cuda_in_bfloat16(target_reward, estimator):
         logits, sample, editable=editable, step=0, num_steps=4, generator=g
     )
     assert out.dtype == torch.bfloat16 and torch.equal(out[~editable], logits[~editable])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_reward_on_another_device_than_the_logits():
+    # The generator's logits on the CPU, the reward model on the GPU: inputs go to the reward,
+    # scores and gradients come back; same result as with everything on the CPU.
+    logits, sample, editable = _hook_inputs()
+    cpu = RewardGuidance(TokenSetReward([TARGET], vocab_size=V), lr=0.5)
+    gpu = RewardGuidance(TokenSetReward([TARGET], vocab_size=V).to("cuda"), lr=0.5)
+    a = _call(cpu, logits, sample, editable)
+    b = _call(gpu, logits, sample, editable)
+    assert b.device == logits.device
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -361,21 +362,47 @@ class RewardGuidance:
         problem.clear_start_probs()
         problem.clock.lap("setup")
 
-    def _reward(
-        self, x: torch.Tensor, attention_mask: torch.Tensor | None, expected: int
-    ) -> torch.Tensor:
+    def _reward(self, x: Any, attention_mask: torch.Tensor | None, expected: int) -> torch.Tensor:
+        """The reward on ``x``, on the reward's own device (a reward model may live on another
+        device than the generator: inputs go there, scores and gradients come back)."""
+        home = _device_of(x)
+        device = _module_device(self.reward)
+        if device is not None and device != home:
+            x = _to_device(x, device)
+            if attention_mask is not None:
+                attention_mask = attention_mask.to(device)
         out = (
             self.reward(x)
             if attention_mask is None
             else self.reward(x, attention_mask=attention_mask)
         )
-        return check_scores(out, expected, f"Reward {type(self.reward).__name__}", finite=False)
+        out = check_scores(out, expected, f"Reward {type(self.reward).__name__}", finite=False)
+        return out.to(home) if out.device != home else out
 
     def _record(self, stats: GuidanceStepStats) -> None:
         entry = stats.to_dict()
         self.trace.append(entry)
         if self.callback is not None:
             self.callback(entry)
+
+
+def _module_device(module: Any) -> torch.device | None:
+    """The device of a module's first parameter or buffer (None for plain callables)."""
+    if not isinstance(module, torch.nn.Module):
+        return None
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        return tensor.device
+    return None
+
+
+def _device_of(x: Any) -> torch.device:
+    return x.device if isinstance(x, torch.Tensor) else x.weight.device
+
+
+def _to_device(x: Any, device: torch.device) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    return dataclasses.replace(x, index=x.index.to(device), weight=x.weight.to(device))
 
 
 def _uses_score_function(reward: Any, config: GuidanceConfig) -> bool:
