@@ -104,3 +104,21 @@ def test_layout_round_trip():
     tok = sl.build_tokenizer()
     ids = tok("[SEP]1.2".replace(".", "0"), add_special_tokens=False)["input_ids"]
     assert ids == [sl.SEP_ID, sl.DIGIT_OFFSET + 1, sl.DIGIT_OFFSET, sl.DIGIT_OFFSET + 2]
+
+
+def test_minimal_puzzles_are_minimal_unique_and_deterministic():
+    from redge_guidance.sudoku.data import (
+        generate_minimal_puzzles,
+        generate_puzzles,
+        is_minimal,
+        solve,
+    )
+
+    pairs = generate_minimal_puzzles(4, seed=11)
+    assert pairs == generate_minimal_puzzles(4, seed=11)
+    for puzzle, grid in pairs:
+        assert is_minimal(puzzle) and solve(puzzle) == grid
+        assert 17 <= sum(1 for d in puzzle if d) <= 32
+    # A 40-clue puzzle of the ordinary generator keeps removable clues: not minimal.
+    puzzle, _ = generate_puzzles(1, seed=3, min_clues=40, max_clues=40)[0]
+    assert not is_minimal(puzzle)
