@@ -131,6 +131,8 @@ def _read_puzzles(path: str) -> _Input:
     from ..sudoku.data import Puzzle, PuzzleError, parse_puzzle
 
     p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"puzzle file {path!r} is a folder; pass a text file path.")
     if not p.is_file():
         raise UsageError(f"puzzle file {path!r} does not exist; pass a text file path.")
     try:
