@@ -83,26 +83,7 @@ def _length(text: str) -> int:
     return value
 
 
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "generate",
-        help="generate text steered toward a reward (embedded Shakespeare model by default)",
-        description=(
-            "Generate text with a masked diffusion model, steered toward a reward by ReDGE\n"
-            "guidance. With no arguments: the embedded Shakespeare model, two prompts, reward\n"
-            "sentiment:positive; prints guided and unguided texts and a summary."
-        ),
-        epilog=(
-            "examples:\n"
-            "  redge-guidance generate\n"
-            "  redge-guidance generate --prompt 'JULIET:' --num-samples 4 \\\n"
-            "      --reward similarity:'a storm at sea'\n"
-            "  redge-guidance generate --prompts prompts.jsonl --output out.jsonl --resume \\\n"
-            "      --quiet\n"
-            "  accelerate launch --num_processes 2 --cpu -m redge_guidance.cli generate \\\n"
-            "      --prompts p.txt --output out.jsonl"
-        ),
-    )
+def _add_prompt_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("prompts")
     g.add_argument(
         "--prompt",
@@ -128,6 +109,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="samples per prompt (default 1)",
     )
 
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("generation")
     g.add_argument(
         "--length", type=_length, default=32, metavar="N", help="new tokens per sample (default 32)"
@@ -145,9 +128,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--temperature",
         type=float,
         default=1.0,
+        metavar="X",
         help="sampling temperature (default 1.0; 0 = argmax)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of the whole job (default 0)")
+    g.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the whole job (default 0)"
+    )
     g.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -156,6 +142,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="samples per batch (default 8)",
     )
 
+
+def _add_guidance_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("reward")
     g.add_argument("--reward", action="append", metavar="SPEC", help=_REWARD_HELP)
 
@@ -168,6 +156,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_guidance_flags(g, defaults=CLI_GUIDANCE_DEFAULTS)
     add_estimator_flags(g)
 
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and device")
     g.add_argument(
         "--model",
@@ -194,6 +184,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="torch CPU threads per process (default 1)",
     )
 
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument(
         "--output",
@@ -213,6 +205,33 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="also sample each batch unguided with the same seed (reward_unguided; default on)",
     )
     add_run_flags(g, quiet_help="no progress bar (weight loading included), no summary")
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "generate",
+        help="generate text steered toward a reward (embedded Shakespeare model by default)",
+        description=(
+            "Generate text with a masked diffusion model, steered toward a reward by ReDGE\n"
+            "guidance. With no arguments: the embedded Shakespeare model, two prompts, reward\n"
+            "sentiment:positive; prints guided and unguided texts and a summary."
+        ),
+        epilog=(
+            "examples:\n"
+            "  redge-guidance generate\n"
+            "  redge-guidance generate --prompt 'JULIET:' --num-samples 4 \\\n"
+            "      --reward similarity:'a storm at sea'\n"
+            "  redge-guidance generate --prompts prompts.jsonl --output out.jsonl --resume \\\n"
+            "      --quiet\n"
+            "  accelerate launch --num_processes 2 --cpu -m redge_guidance.cli generate \\\n"
+            "      --prompts p.txt --output out.jsonl"
+        ),
+    )
+    _add_prompt_args(p)
+    _add_generation_args(p)
+    _add_guidance_args(p)
+    _add_model_args(p)
+    _add_output_args(p)
     p.set_defaults(run=run)
     return p
 

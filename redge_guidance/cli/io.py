@@ -125,30 +125,35 @@ def read_prompts(path: str | os.PathLike[str], column: str | None = None) -> lis
         prompts = [line.strip() for line in ds["text"]]
         prompts = [line for line in prompts if line]
     else:
-        columns = list(ds.column_names)
-        if column is None:
-            column = next((c for c in _DEFAULT_COLUMNS if c in columns), None)
-            if column is None:
-                raise UsageError(
-                    f"`--prompts` {str(path)!r} has no 'prompt' or 'text' column (columns: "
-                    f"{columns}). Pass `--prompt-column NAME`."
-                )
-        elif column not in columns:
-            raise UsageError(
-                f"`--prompt-column` {column!r} is not a column of {str(path)!r} "
-                f"(columns: {columns})."
-            )
-        prompts = ds[column]
-        bad = [i for i, v in enumerate(prompts) if not isinstance(v, str)]
-        if bad:
-            raise UsageError(
-                f"`--prompts` {str(path)!r}: column {column!r} holds non-text values (row "
-                f'{bad[0]}: {prompts[bad[0]]!r}). Every prompt must be a string ("" for an '
-                "unconditional one)."
-            )
+        prompts = _column_prompts(ds, path, column)
     if not prompts:
         raise UsageError(
             f"`--prompts` {str(path)!r} holds no prompt. Add at least one line or row."
+        )
+    return list(prompts)
+
+
+def _column_prompts(ds: Any, path: str | os.PathLike[str], column: str | None) -> list[str]:
+    """The prompts of a table: `column`, else the first of "prompt", "text"."""
+    columns = list(ds.column_names)
+    if column is None:
+        column = next((c for c in _DEFAULT_COLUMNS if c in columns), None)
+        if column is None:
+            raise UsageError(
+                f"`--prompts` {str(path)!r} has no 'prompt' or 'text' column (columns: "
+                f"{columns}). Pass `--prompt-column NAME`."
+            )
+    elif column not in columns:
+        raise UsageError(
+            f"`--prompt-column` {column!r} is not a column of {str(path)!r} (columns: {columns})."
+        )
+    prompts = ds[column]
+    bad = [i for i, v in enumerate(prompts) if not isinstance(v, str)]
+    if bad:
+        raise UsageError(
+            f"`--prompts` {str(path)!r}: column {column!r} holds non-text values (row "
+            f'{bad[0]}: {prompts[bad[0]]!r}). Every prompt must be a string ("" for an '
+            "unconditional one)."
         )
     return list(prompts)
 

@@ -67,7 +67,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="keep the lines already in --output")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    p.add_argument("--seed", type=int, default=0, help="seed of the whole run (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the whole run (default 0)"
+    )
     p.add_argument(
         "--steps",
         type=int_at_least(1),
@@ -107,7 +109,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="torch CPU threads (default 1)",
     )
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:1, mps or auto (cuda if available)",
+    )
     add_run_flags(
         p, quiet_help="no progress bar (weight loading included), only errors and summary"
     )
