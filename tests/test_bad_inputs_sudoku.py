@@ -82,6 +82,11 @@ CASES = [
     ),
     ("threads-zero", [GOOD, *OUT, "--threads", "0"], "--threads: expected an integer >= 1"),
     ("output-missing", [GOOD], "the following arguments are required: --output"),
+    (
+        "bad-lines-and-bad-option",
+        ["{tmp}/mixed.txt", *OUT, "--n-opt-steps", "-1"],
+        "`--n-opt-steps` must be",
+    ),
     # the output path
     ("output-is-a-folder", [GOOD, "--output", "{tmp}"], "is a folder; pass a file path"),
     (
@@ -111,6 +116,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def _setup(run: Path, monkeypatch) -> None:
     pairs = sd.generate_puzzles(2, seed=5, min_clues=40, max_clues=40)
     (run / "good.txt").write_text("".join(sd.grid_to_str(p) + "\n" for p, _ in pairs))
+    (run / "mixed.txt").write_text(sd.grid_to_str(pairs[0][0]) + "\n12345\n")  # one bad line
     (run / "empty.txt").write_text("")
     (run / "comments.txt").write_text("# nothing\n\n")
     (run / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")

@@ -129,7 +129,11 @@ class _Input:
     lines: list[str]  # the input lines, without newlines
     out: list[str | None]  # the output line of each input line (None: a puzzle not solved yet)
     good: list[tuple[int, Any]] = field(default_factory=list)  # (line number, Puzzle)
-    n_bad: int = 0
+    errors: list[str] = field(default_factory=list)  # "line N: REASON" of each bad line
+
+    @property
+    def n_bad(self) -> int:
+        return len(self.errors)
 
 
 def _read_puzzles(path: str) -> _Input:
@@ -164,14 +168,13 @@ def _read_puzzles(path: str) -> _Input:
         try:
             puzzle = parse_puzzle(line)
         except PuzzleError as err:
-            parsed.n_bad += 1
+            parsed.errors.append(f"line {n}: {err}")
             parsed.out[n - 1] = f"# error: {err}"
-            print(f"line {n}: {err}", file=sys.stderr)
             continue
         assert isinstance(puzzle, Puzzle)
         parsed.good.append((n, puzzle))
         parsed.out[n - 1] = None
-    if not parsed.good and not parsed.n_bad:
+    if not parsed.good and not parsed.errors:
         raise UsageError(
             f"puzzle file {path!r} holds no puzzle (it is empty or has only blank and # lines). "
             "Add one 81-character puzzle per line."
@@ -327,6 +330,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_path(args.output, example="solutions.txt")
     guidance = _check_options(args, puzzles)
     done = _written_lines(args, puzzles, out)
+    for line in puzzles.errors:  # the input is usable: report its bad lines, then run
+        print(line, file=sys.stderr)
 
     import torch
 
