@@ -23,8 +23,15 @@ from .checks import check_output_path, has_content
 from .io import UsageError, iter_rows, read_prompts, row_key, shard_path, shard_paths
 from .options import build_guidance_config, guidance_settings, to_flags
 
-__all__ = ["CLI_GUIDANCE_DEFAULTS", "DEFAULT_PROMPTS", "DEFAULT_REWARD", "Dist", "GeneratePlan",
-           "Job", "make_plan"]  # fmt: skip
+__all__ = [
+    "CLI_GUIDANCE_DEFAULTS",
+    "DEFAULT_PROMPTS",
+    "DEFAULT_REWARD",
+    "Dist",
+    "GeneratePlan",
+    "Job",
+    "make_plan",
+]
 
 #: Prompts used when neither `--prompt` nor `--prompts` is given.
 DEFAULT_PROMPTS = ("ROMEO: O, my love,", "HAMLET: To be, or not to be,")
