@@ -1,5 +1,6 @@
 """`redge-guidance` CLI: generate (JSONL schema, resume after a real kill, 2-process accelerate run,
-bad input), env, prompt files, --config, and the named text rewards.
+streaming, quiet runs), sudoku (streaming, resume), env, prompt files, --config, deprecated flags,
+and the named text rewards. Bad input has its own tables: tests/test_bad_inputs_*.py.
 
 Tiny settings throughout (length 8, 4 steps, 2 inner steps) on the embedded Shakespeare model;
 lexicon or token rewards where the reward model does not matter, MiniLM where it does.
@@ -7,6 +8,7 @@ lexicon or token rewards where the reward model does not matter, MiniLM where it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,7 +21,7 @@ import pytest
 import torch
 
 from redge_guidance.cli import main
-from redge_guidance.cli.generate import CLI_GUIDANCE_DEFAULTS, ESTIMATOR_FLAGS, GUIDANCE_FLAGS
+from redge_guidance.cli.generate import CLI_GUIDANCE_DEFAULTS, ESTIMATOR_FLAGS
 from redge_guidance.cli.io import read_prompts, read_rows, repair_trailing_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,8 +70,10 @@ def _keys(rows):
 def test_help_is_fast_and_imports_no_torch():
     code = (
         "import sys\n"
-        "from redge_guidance.cli import main\n"
+        "from redge_guidance.cli import build_parser, main\n"
+        "build_parser()\n"
         "assert main(['generate', '--help']) == 0\n"
+        "assert main(['sudoku', '--help']) == 0\n"
         "heavy = ('torch', 'transformers', 'datasets', 'diffusers')\n"
         "print('HEAVY', sorted(m for m in heavy if m in sys.modules))\n"
     )
@@ -79,18 +83,46 @@ def test_help_is_fast_and_imports_no_torch():
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
     assert "--kl-weight" in out.stdout and "sentiment:positive" in out.stdout
+    assert "--warm-start" in out.stdout and "--handoff {logits,argmax}" in out.stdout
+    assert "--forget" not in out.stdout and "--decode" not in out.stdout  # hidden aliases
 
 
-def test_every_guidance_field_and_estimator_option_has_a_flag():
-    import dataclasses
+def _subparser(name: str):
+    import argparse
+
+    from redge_guidance.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def test_guidance_flags_come_from_the_config_fields():
+    import argparse
 
     from redge_guidance.estimators import ESTIMATORS
-    from redge_guidance.guidance import GuidanceConfig
+    from redge_guidance.guidance.config import GuidanceConfig, cli_fields
 
-    flagged = {field for _, field, *_ in GUIDANCE_FLAGS} | {"record_rewards", "estimator_options"}
-    assert flagged == {f.name for f in dataclasses.fields(GuidanceConfig)}
-    for flag, field, *_ in GUIDANCE_FLAGS:
-        assert flag == "--" + field.replace("_", "-")
+    by_flag = {a.option_strings[0]: a for a in _subparser("generate")._actions if a.option_strings}
+    fields = cli_fields()
+    assert {f.name for f in fields} == {f.name for f in dataclasses.fields(GuidanceConfig)} - {
+        "estimator_options"
+    }
+    for f in fields:
+        action = by_flag["--" + f.name.replace("_", "-")]
+        assert action.dest == f"g_{f.name}" and action.default is None  # unset: config decides
+        assert f.metadata["help"] in action.help
+        assert action.choices == f.metadata.get("choices")
+        if isinstance(f.default, bool):
+            assert isinstance(action, argparse.BooleanOptionalAction)
+        elif f.default is not None:
+            assert action.type is type(f.default)
+    assert by_flag["--max-grad-norm"].type is float  # `float | None`
+    # The CLI's own defaults are shown where they differ from the config's.
+    assert "(default: 0.02)" in by_flag["--kl-weight"].help
+    # `sudoku` shares `--estimator` and `--n-opt-steps` through the same code.
+    sudoku = {a.option_strings[0]: a for a in _subparser("sudoku")._actions if a.option_strings}
+    for flag in ("--estimator", "--n-opt-steps"):
+        assert sudoku[flag].dest == by_flag[flag].dest and sudoku[flag].type is by_flag[flag].type
     options = {opt for cls in ESTIMATORS.values() for opt in cls.option_names()}
     assert options == {opt for _, opt, *_ in ESTIMATOR_FLAGS} | {"hard"}
     # The static `--reward` help (no torch at --help time) names every reward.
@@ -117,27 +149,29 @@ def test_docs_reference_is_current():
 # ------------------------------------------------------------------------------------- env
 
 
-def test_env_reports_versions_and_devices(capsys):
-    assert main(["env"]) == 0
-    out = capsys.readouterr().out
-    for word in (
-        "python",
-        "torch",
-        "transformers",
-        "diffusers",
-        "accelerate",
-        "datasets",
-        "redge-guidance",
-        "cuda",
-        "threads",
-        "embedded model",
-    ):
-        assert word in out
+def test_env_reports_installed_versions_and_devices(capsys):
+    from importlib import metadata
+
+    from redge_guidance.cli.env import PACKAGES
+
+    def installed(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
     assert main(["env", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["packages"]["torch"] is not None and info["packages"]["transformers"] is not None
+    assert info["packages"] == {d: installed(d) for d in PACKAGES}
     assert info["cuda_available"] == torch.cuda.is_available()
-    assert info["embedded_model"] is not None
+    assert info["cpu_count"] == os.cpu_count()
+    assert info["embedded_model"] is not None and Path(info["embedded_model"]).is_dir()
+    assert main(["env"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for dist in ("torch", "transformers", "diffusers", "accelerate", "datasets"):
+        (line,) = [ln for ln in lines if ln.split()[0] == dist]
+        assert line.split()[1] == (installed(dist) or "not")
+    assert any(ln.startswith("cuda") for ln in lines) and any("threads" in ln for ln in lines)
 
 
 # ------------------------------------------------------------------------------------- prompts
@@ -168,71 +202,7 @@ def test_repair_trailing_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- bad input
-
-
-@pytest.mark.parametrize(
-    ("extra", "needle"),
-    [
-        (
-            ["--reward", "sentimnt:positive"],
-            "Did you mean 'sentiment'? Valid: sentiment:positive|negative",
-        ),
-        (["--reward", "sentiment:happy"], "sentiment takes one of"),
-        (["--reward", "no_such_module_xyz:make"], "no module 'no_such_module_xyz'"),
-        (["--reward", "os.path_nope:make"], "cannot import module 'os.path_nope'"),
-        (["--estimator", "redgee"], "valid: gumbel_softmax, redge, redge_cov"),
-        (["--estimator", "redge", "--tau", "0.5"], "Unknown option(s) ['tau']"),
-        (["--kl-weight", "-1"], "`kl_weight` must be >= 0"),
-        (["--prompts", "/nonexistent/prompts.txt"], "is not a file"),
-        (["--length", "0"], "too short"),
-        (["--model", "/nonexistent/model"], "is not a folder"),
-        (["--prompt", "a", "--prompts", "x.txt"], "not both"),
-        (["--resume"], "need `--output FILE`"),
-    ],
-)
-def test_bad_input_exits_2_with_one_line(tmp_path, capsys, extra, needle):
-    out = tmp_path / "out.jsonl"
-    args = ["generate", *TINY, *extra]
-    if "--resume" not in extra:
-        args += ["--output", str(out)]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.endswith("\n"), err
-    assert needle in err, err
-    assert "Traceback" not in err
-    assert not out.exists() and not list(tmp_path.glob("out.jsonl*"))
-
-
-def test_bad_prompt_files_and_model_without_mask(tmp_path, capsys):
-    (tmp_path / "bad.jsonl").write_text('{"prompt": "a"}\n{not json\n')
-    (tmp_path / "cols.csv").write_text("id,line\n1,x\n")
-    (tmp_path / "p.docx").write_text("x")
-    from transformers import AutoTokenizer
-
-    from redge_guidance.text_rewards import DEFAULT_MODEL_DIR
-
-    nomask = tmp_path / "nomask"
-    AutoTokenizer.from_pretrained(str(DEFAULT_MODEL_DIR)).save_pretrained(nomask)
-    cfg = json.loads((nomask / "tokenizer_config.json").read_text())
-    cfg.pop("mask_token")
-    (nomask / "tokenizer_config.json").write_text(json.dumps(cfg))
-    model_cfg = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
-    model_cfg.pop("mask_token_id")
-    (nomask / "config.json").write_text(json.dumps(model_cfg))
-    cases = [
-        (["--prompts", str(tmp_path / "bad.jsonl")], "cannot be read as json"),
-        (["--prompts", str(tmp_path / "cols.csv")], "no 'prompt' or 'text' column"),
-        (["--prompts", str(tmp_path / "cols.csv"), "--prompt-column", "nope"], "is not a column"),
-        (["--prompts", str(tmp_path / "p.docx")], "supported: .txt"),
-        (["--model", str(nomask), "--reward", "lexicon:vader"], "has no mask token"),
-        (["--length", "600"], "exceeds the model's 512 positions"),
-    ]
-    out = tmp_path / "out.jsonl"
-    for extra, needle in cases:
-        assert main(["generate", *TINY, "--output", str(out), *extra]) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and needle in err and "Traceback" not in err, (extra, err)
-        assert not out.exists()
+# (the tables are tests/test_bad_inputs_generate.py and tests/test_bad_inputs_sudoku.py)
 
 
 def test_console_script_error_has_no_traceback(tmp_path):
@@ -295,9 +265,10 @@ def test_generate_jsonl_schema_and_output_rules(tmp_path, capsys):
     # An existing output is never clobbered silently.
     assert main(args) == 2
     assert "exists; pass `--resume`" in capsys.readouterr().err
-    # --resume on a complete file generates nothing and keeps the rows.
+    # --resume on a complete file generates nothing and keeps the rows; --quiet prints nothing.
     assert main([*args, "--resume", "--quiet"]) == 0
     assert read_rows(out) == rows
+    assert capsys.readouterr().err == ""
     # --overwrite starts over and, seeded per batch, writes the same rows again.
     assert main([*args, "--overwrite", "--quiet"]) == 0
     again = read_rows(out)
@@ -316,56 +287,35 @@ def test_stdout_mode_prints_guided_and_unguided(capsys):
     assert "guided:   JULIET:" in out and "unguided: JULIET:" in out and "reward" in out
 
 
-def test_config_json_then_flags(tmp_path):
+def test_config_file_or_folder_then_flags_and_deprecated_flags(tmp_path, capsys):
     from redge_guidance.guidance import GuidanceConfig
 
-    cfg_path = tmp_path / "g.json"
-    GuidanceConfig(
+    saved = GuidanceConfig(
         estimator="gumbel_softmax", estimator_options={"tau": 0.7}, lr=0.3, n_opt_steps=5
-    ).save(cfg_path)
-    out = tmp_path / "out.jsonl"
-    assert (
-        main(
-            [
-                "generate",
-                *TINY,
-                "--config",
-                str(cfg_path),
-                "--prompt",
-                "a",
-                "--reward",
-                "lexicon:vader",
-                "--kl-weight",
-                "0.5",
-                "--output",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
     )
-    expected = GuidanceConfig(
-        estimator="gumbel_softmax",
-        estimator_options={"tau": 0.7},
-        lr=0.3,
-        n_opt_steps=2,
-        kl_weight=0.5,
-    )  # flags (TINY's --n-opt-steps) win
-    assert read_rows(out)[0]["config_hash"] == expected.config_hash()
-    (tmp_path / "bad.json").write_text('{"lr": 0.1, "learning_rate": 2}')
-    assert (
-        main(
-            [
-                "generate",
-                *TINY,
-                "--config",
-                str(tmp_path / "bad.json"),
-                "--output",
-                str(tmp_path / "b.jsonl"),
-            ]
-        )
-        == 2
+    saved.to_json_file(tmp_path / "g.json")
+    saved.save_pretrained(tmp_path / "folder")
+    base = ["generate", *TINY, "--prompt", "a", "--reward", "lexicon:vader", "--quiet"]
+    expected = saved.replace(n_opt_steps=2, kl_weight=0.5)  # flags (TINY's --n-opt-steps) win
+    for i, source in enumerate((tmp_path / "g.json", tmp_path / "folder")):
+        out = tmp_path / f"out{i}.jsonl"
+        args = [*base, "--config", str(source), "--kl-weight", "0.5", "--output", str(out)]
+        assert main(args) == 0
+        assert read_rows(out)[0]["config_hash"] == expected.config_hash()
+    # The pre-0.2 flags still work for one release: converted, with a one-line warning each.
+    out = tmp_path / "old.jsonl"
+    assert main([*base, "--forget", "0.25", "--decode", "argmax", "--output", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "redge-guidance generate: warning: `--forget 0.25` is deprecated and will be removed; "
+        "use `--warm-start 0.75`.",
+        "redge-guidance generate: warning: `--decode argmax` is deprecated and will be removed; "
+        "use `--handoff argmax`.",
+    ]
+    new = GuidanceConfig(**{**CLI_GUIDANCE_DEFAULTS, "n_opt_steps": 2}).replace(
+        warm_start=0.75, handoff="argmax"
     )
+    assert read_rows(out)[0]["config_hash"] == new.config_hash()
 
 
 def test_user_callable_reward_steers(tmp_path, monkeypatch):
@@ -438,6 +388,96 @@ def test_weighted_sum_of_rewards(tmp_path):
         2 * terms["lexicon:vader"] + 0.5 * terms["fluency:2"], abs=1e-4
     )
     assert terms["fluency:2"] < 0  # a log-likelihood
+
+
+def test_huge_num_samples_streams_rows_as_batches_finish(tmp_path, monkeypatch):
+    # 10**12 samples: the work is planned batch by batch and rows are written as batches finish,
+    # so the first rows are on disk long before the end; Ctrl-C (here: the 5th pipeline call,
+    # i.e. during batch 2, each batch sampling unguided then guided) keeps them.
+    from pipelines import MaskedDiffusionPipeline
+
+    real = MaskedDiffusionPipeline.__call__
+    calls = []
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MaskedDiffusionPipeline, "__call__", counting)
+    out = tmp_path / "out.jsonl"
+    args = ["generate", *TINY, "--prompt", "ROMEO:", "--num-samples", str(10**12)]
+    args += ["--batch-size", "1", "--reward", "lexicon:vader", "--output", str(out), "--quiet"]
+    assert main(args) == 130
+    assert _keys(read_rows(out)) == [(0, 0), (0, 1)]
+
+
+def _puzzle_file(path: Path, n: int, seed: int) -> list[str]:
+    from redge_guidance.sudoku import data as sd
+
+    pairs = sd.generate_puzzles(n, seed=seed, min_clues=38, max_clues=40)
+    lines = [sd.grid_to_str(p) for p, _ in pairs]
+    lines[1:1] = ["# a comment", "12345"]  # copied, and a bad line
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def test_sudoku_writes_as_it_goes_and_resumes(tmp_path, capsys, monkeypatch):
+    from redge_guidance.sudoku import SudokuSolver
+
+    puzzles = tmp_path / "p.txt"
+    lines = _puzzle_file(puzzles, 5, seed=7)
+    base = ["sudoku", str(puzzles), "--steps", "4", "--n-opt-steps", "2", "--batch-size", "2"]
+    full = tmp_path / "full.txt"
+    assert main([*base, "--output", str(full), "--quiet"]) == 1  # one bad line
+    ref = full.read_text().split("\n")[:-1]
+    assert len(ref) == len(lines) and ref[1:3] == [
+        "# a comment",
+        "# error: expected 81 characters, got 5",
+    ]
+    assert "solved " in capsys.readouterr().err
+    # Interrupted in the 2nd batch: the lines up to the 1st batch's last puzzle are on disk.
+    real, solved = SudokuSolver.solve, []
+
+    def counting(self, batch, **kwargs):
+        if len(solved) == 1 and stop:
+            raise KeyboardInterrupt
+        solved.append(len(batch))
+        return real(self, batch, **kwargs)
+
+    monkeypatch.setattr(SudokuSolver, "solve", counting)
+    part = tmp_path / "part.txt"
+    stop = True
+    assert main([*base, "--output", str(part), "--quiet"]) == 130
+    assert part.read_text() == "".join(line + "\n" for line in ref[:4])  # puzzles 1-2, lines 1-4
+    # --resume solves only the batches left (2 of 3) and ends with the uninterrupted output.
+    with open(part, "a") as fh:
+        fh.write(ref[4][:30])  # and a torn last line
+    solved.clear()
+    stop = False
+    assert main([*base, "--output", str(part), "--resume", "--quiet"]) == 1
+    assert solved == [2, 1]
+    assert part.read_text() == full.read_text()
+    capsys.readouterr()
+
+
+def test_sudoku_quiet_prints_only_the_summary(tmp_path):
+    # A fresh process: no progress bar at all (weight loading included), one summary line.
+    puzzles = tmp_path / "p.txt"
+    _puzzle_file(puzzles, 2, seed=8)
+    out = subprocess.run(
+        _cli("sudoku", str(puzzles), "--output", str(tmp_path / "s.txt"), "--steps", "4",
+             "--n-opt-steps", "2", "--restarts", "0", "--quiet"),
+        capture_output=True, text=True, env=_env(), timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.splitlines() == [
+        "line 3: expected 81 characters, got 5",
+        out.stderr.splitlines()[1],
+    ]
+    assert out.stderr.splitlines()[1].startswith("solved 2/2 puzzles")
+    assert "\r" not in out.stderr and "it/s" not in out.stderr
 
 
 # ------------------------------------------------------------------------------------- rewards

@@ -6,7 +6,8 @@
 
 Sub-commands register themselves from their modules (`generate`, `env`). Everything heavy
 (torch, transformers, datasets, accelerate) is imported inside the sub-command, so `--help` is
-fast. Bad input exits with code 2 and one line on stderr, before any model is loaded.
+fast. Bad input exits with code 2 and one line on stderr, before any model is loaded; a failure
+during the run with code 1 and one line (`--debug` or `REDGE_GUIDANCE_DEBUG=1`: the traceback).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from collections.abc import Sequence
 from . import env as _env
 from . import generate as _generate
 from . import sudoku as _sudoku
+from .checks import debug_enabled
+from .generate import RunFailure
 from .io import UsageError
 
 __all__ = ["main", "build_parser", "format_reference", "UsageError"]
 
 PROG = "redge-guidance"
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -91,8 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             by default.
 
     Returns:
-        `int`: 0 on success, 2 on bad input (one line on stderr, nothing written), 130 when
-        interrupted (the rows written so far are complete; rerun with `--resume`).
+        `int`: 0 on success; 1 when the run failed after its checks (one line on stderr; the
+        output written so far is complete, rerun with `--resume`) or, for `sudoku`, when some
+        puzzle line was bad; 2 on bad input (one line on stderr, before any model is loaded,
+        nothing written); 130 when interrupted (rerun with `--resume`). `--debug` or
+        `REDGE_GUIDANCE_DEBUG=1` shows tracebacks instead of one-line errors.
     """
     parser = build_parser()
     try:
@@ -102,10 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    speaks = os.environ.get("RANK", "0") == "0"  # under accelerate, one process says it
     try:
         return int(args.run(args) or 0)
     except UsageError as err:
-        if os.environ.get("RANK", "0") == "0":  # under accelerate, one process says it
+        if debug_enabled(args):
+            raise
+        if speaks:
             print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -115,3 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except Exception as err:
+        if debug_enabled(args):
+            raise
+        if speaks:
+            text = " ".join(str(err).split())
+            if not isinstance(err, RunFailure):
+                text = f"{type(err).__name__}: {text} (`--debug` shows the traceback)"
+            print(f"{PROG} {args.command}: error: {text}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -15,7 +15,7 @@ import glob
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ __all__ = [
     "UsageError",
     "int_at_least",
     "JsonlWriter",
+    "LineWriter",
+    "iter_rows",
     "merge_shards",
     "read_prompts",
     "read_rows",
@@ -123,30 +125,35 @@ def read_prompts(path: str | os.PathLike[str], column: str | None = None) -> lis
         prompts = [line.strip() for line in ds["text"]]
         prompts = [line for line in prompts if line]
     else:
-        columns = list(ds.column_names)
-        if column is None:
-            column = next((c for c in _DEFAULT_COLUMNS if c in columns), None)
-            if column is None:
-                raise UsageError(
-                    f"`--prompts` {str(path)!r} has no 'prompt' or 'text' column (columns: "
-                    f"{columns}). Pass `--prompt-column NAME`."
-                )
-        elif column not in columns:
-            raise UsageError(
-                f"`--prompt-column` {column!r} is not a column of {str(path)!r} "
-                f"(columns: {columns})."
-            )
-        prompts = ds[column]
-        bad = [i for i, v in enumerate(prompts) if not isinstance(v, str)]
-        if bad:
-            raise UsageError(
-                f"`--prompts` {str(path)!r}: column {column!r} holds non-text values (row "
-                f'{bad[0]}: {prompts[bad[0]]!r}). Every prompt must be a string ("" for an '
-                "unconditional one)."
-            )
+        prompts = _column_prompts(ds, path, column)
     if not prompts:
         raise UsageError(
             f"`--prompts` {str(path)!r} holds no prompt. Add at least one line or row."
+        )
+    return list(prompts)
+
+
+def _column_prompts(ds: Any, path: str | os.PathLike[str], column: str | None) -> list[str]:
+    """The prompts of a table: `column`, else the first of "prompt", "text"."""
+    columns = list(ds.column_names)
+    if column is None:
+        column = next((c for c in _DEFAULT_COLUMNS if c in columns), None)
+        if column is None:
+            raise UsageError(
+                f"`--prompts` {str(path)!r} has no 'prompt' or 'text' column (columns: "
+                f"{columns}). Pass `--prompt-column NAME`."
+            )
+    elif column not in columns:
+        raise UsageError(
+            f"`--prompt-column` {column!r} is not a column of {str(path)!r} (columns: {columns})."
+        )
+    prompts = ds[column]
+    bad = [i for i, v in enumerate(prompts) if not isinstance(v, str)]
+    if bad:
+        raise UsageError(
+            f"`--prompts` {str(path)!r}: column {column!r} holds non-text values (row "
+            f'{bad[0]}: {prompts[bad[0]]!r}). Every prompt must be a string ("" for an '
+            "unconditional one)."
         )
     return list(prompts)
 
@@ -199,8 +206,8 @@ def repair_trailing_line(path: str | os.PathLike[str]) -> int:
     return size - keep
 
 
-def read_rows(path: str | os.PathLike[str], *, strict: bool = True) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a trailing partial line (no newline) is ignored.
+def iter_rows(path: str | os.PathLike[str], *, strict: bool = True) -> Iterator[dict[str, Any]]:
+    """Rows of a JSONL file, read one line at a time; a trailing partial line is ignored.
 
     Args:
         path: the file (a missing file gives no rows).
@@ -209,56 +216,74 @@ def read_rows(path: str | os.PathLike[str], *, strict: bool = True) -> list[dict
     """
     p = Path(path)
     if not p.is_file():
-        return []
-    data = p.read_bytes()
-    lines = data.split(b"\n")
-    lines = lines[:-1]  # the part after the last newline is empty or a partial line
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
-        if not isinstance(row, dict):
-            if strict:
-                raise UsageError(
-                    f"Line {n} of {str(p)!r} is not a JSON object; the file was not written by "
-                    "this tool or was edited. Move it away, or pass `--overwrite`."
-                )
-            continue
-        rows.append(row)
-    return rows
+        return
+    with open(p, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.endswith(b"\n"):
+                return  # a partial last line
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not isinstance(row, dict):
+                if strict:
+                    raise UsageError(
+                        f"Line {n} of {str(p)!r} is not a JSON object; the file was not written "
+                        "by this tool or was edited. Move it away, or pass `--overwrite`."
+                    )
+                continue
+            yield row
 
 
-class JsonlWriter:
-    """Append-only JSONL writer: one `os.write` per line, `fsync` per `write_rows` call."""
+def read_rows(path: str | os.PathLike[str], *, strict: bool = True) -> list[dict[str, Any]]:
+    """Every row of a JSONL file (see :func:`iter_rows`)."""
+    return list(iter_rows(path, strict=strict))
+
+
+class LineWriter:
+    """Append-only text writer: one `os.write` per line, `fsync` per `write_lines` call.
+
+    The file (and its missing parent folders) is created by the first line written, so a run
+    that fails before its first row leaves no empty file behind.
+    """
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = -1
+        self.lines_written = 0
 
-    def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        for row in rows:
-            data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-            view = memoryview(data)
+    def write_lines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            if self._fd < 0:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            view = memoryview((line + "\n").encode("utf-8"))
             while view:  # a short write only happens on a full disk or a signal
                 n = os.write(self._fd, view)
                 view = view[n:]
-        os.fsync(self._fd)
+            self.lines_written += 1
+        if self._fd >= 0:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> JsonlWriter:
+    def __enter__(self) -> LineWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class JsonlWriter(LineWriter):
+    """:class:`LineWriter` of JSON objects, one per line."""
+
+    def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        self.write_lines(json.dumps(row, ensure_ascii=False) for row in rows)
 
 
 def row_key(row: dict[str, Any]) -> tuple[int, int]:

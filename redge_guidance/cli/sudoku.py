@@ -11,23 +11,42 @@ Output: exactly one line per input line, so that `paste puzzles.txt solutions.tx
   and `line N: REASON` on stderr; the other puzzles still run;
 - a blank or `#` comment line -> copied unchanged.
 
-The summary (stderr) gives solved / total, mean violations per grid and the wall time. Exit
+Lines are written as batches finish (the file is created by the first one), so an interrupted run
+keeps its finished batches: rerun it with `--resume` to write the rest (batch `k` draws the same
+noise either way). The input file, the options and the output path are checked before the prior
+loads. The summary (stderr) gives solved / total, mean violations per grid and the wall time. Exit
 status 0 when every puzzle line was valid, 1 when some line was bad (the others were still solved
-and written), 2 for a usage error (missing file, bad option).
+and written) or the run failed, 2 for a usage error (one line, nothing written).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import sys
 import time
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import UsageError, int_at_least
+from .checks import add_run_flags, check_output_path, has_content, resolve_device
+from .io import LineWriter, UsageError, int_at_least, repair_trailing_line
+from .options import add_guidance_flags, check_estimator, to_flags
 
 __all__ = ["add_parser", "run"]
+
+logger = logging.getLogger("redge_guidance.cli")
+
+#: The solver's defaults where the CLI shows them.
+SUDOKU_DEFAULTS = {"estimator": "straight_through", "n_opt_steps": 20}
+_SOLVER_FLAGS = {
+    "num_inference_steps": "--steps",
+    "n_steps": "--n-opt-steps",
+    "batch_size": "--batch-size",
+    "restarts": "--restarts",
+    "device": "--device",
+}
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -37,131 +56,322 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description=(
             "Solve Sudoku puzzles from a file with the shipped masked-diffusion prior, steered by\n"
             "the constraint reward. Output: one line per input line (the 81-digit grid,\n"
-            "'# error: REASON' for a bad line, or the copied blank/comment line). Exit status 1\n"
-            "when some puzzle line was bad (the others are still solved), 2 on a usage error."
+            "'# error: REASON' for a bad line, or the copied blank/comment line), written as\n"
+            "batches finish. Exit status 1 when some puzzle line was bad (the others are still\n"
+            "solved), 2 on a usage error."
         ),
     )
     p.add_argument("puzzles", help="file with one 81-character puzzle per line ('0' or '.' blanks)")
-    p.add_argument("--output", required=True, help="where to write one 81-digit solution per line")
-    p.add_argument("--seed", type=int, default=0, help="seed of the whole run (default 0)")
+    p.add_argument(
+        "--output", required=True, metavar="FILE", help="where to write one line per input line"
+    )
+    p.add_argument("--resume", action="store_true", help="keep the lines already in --output")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the whole run (default 0)"
+    )
     p.add_argument(
         "--steps",
-        type=int,
+        type=int_at_least(1),
         default=None,
+        metavar="N",
         help="denoising steps (prior calls); default 12 (ignored with --no-prior)",
     )
-    p.add_argument(
-        "--n-opt-steps",
-        type=int,
-        default=None,
-        help="Adam steps of the guidance per denoising step (default 20; 0 = the prior alone), "
-        "or in total with --no-prior (default 2000)",
-    )
-    p.add_argument(
-        "--estimator",
-        default=None,
-        help="relaxation: straight_through (default), gumbel_softmax, reinmax, redge, reindge, "
-        "redge_cov",
+    add_guidance_flags(
+        p,
+        only=("estimator", "n_opt_steps"),
+        defaults=SUDOKU_DEFAULTS,
+        helps={
+            "n_opt_steps": "Adam steps of the guidance per denoising step (default 20; 0 = the "
+            "prior alone), or in total with --no-prior (default 2000)"
+        },
     )
     p.add_argument(
         "--restarts",
         type=int_at_least(0),
         default=4,
+        metavar="N",
         help="re-solve grids that still break a rule up to this many times (default 4; 0 = one "
         "pass; ignored with --no-prior)",
     )
     p.add_argument("--no-prior", action="store_true", help="optimise the logits directly, no prior")
     p.add_argument(
-        "--batch-size", type=int_at_least(1), default=256, help="puzzles per batch (default 256)"
+        "--batch-size",
+        type=int_at_least(1),
+        default=256,
+        metavar="N",
+        help="puzzles per batch (default 256)",
     )
     p.add_argument(
-        "--threads", type=int_at_least(1), default=1, help="torch CPU threads (default 1)"
+        "--threads",
+        type=int_at_least(1),
+        default=1,
+        metavar="N",
+        help="torch CPU threads (default 1)",
     )
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, only errors and summary")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:1, mps or auto (cuda if available)",
+    )
+    add_run_flags(
+        p, quiet_help="no progress bar (weight loading included), only errors and summary"
+    )
     p.set_defaults(run=run)
     return p
 
 
+# --------------------------------------------------------------------------------- input
+
+
+@dataclass
+class _Input:
+    lines: list[str]  # the input lines, without newlines
+    out: list[str | None]  # the output line of each input line (None: a puzzle not solved yet)
+    good: list[tuple[int, Any]] = field(default_factory=list)  # (line number, Puzzle)
+    errors: list[str] = field(default_factory=list)  # "line N: REASON" of each bad line
+
+    @property
+    def n_bad(self) -> int:
+        return len(self.errors)
+
+
+def _read_puzzles(path: str) -> _Input:
+    """Read and parse the puzzles file; `UsageError` when it is missing, binary or puzzle-free."""
+    from ..sudoku.data import Puzzle, PuzzleError, parse_puzzle
+
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"puzzle file {path!r} is a folder; pass a text file path.")
+    if not p.is_file():
+        raise UsageError(f"puzzle file {path!r} does not exist; pass a text file path.")
+    try:
+        data = p.read_bytes()
+    except OSError as err:
+        raise UsageError(f"puzzle file {path!r} cannot be read ({err.strerror or err}).") from None
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"puzzle file {path!r} is not a text file (binary data at byte {err.start}); pass a "
+            "text file with one 81-character puzzle per line."
+        ) from None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the file's final newline
+    parsed = _Input(lines=lines, out=list(lines))  # blank and comment lines are copied
+    for n, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            puzzle = parse_puzzle(line)
+        except PuzzleError as err:
+            parsed.errors.append(f"line {n}: {err}")
+            parsed.out[n - 1] = f"# error: {err}"
+            continue
+        assert isinstance(puzzle, Puzzle)
+        parsed.good.append((n, puzzle))
+        parsed.out[n - 1] = None
+    if not parsed.good and not parsed.errors:
+        raise UsageError(
+            f"puzzle file {path!r} holds no puzzle (it is empty or has only blank and # lines). "
+            "Add one 81-character puzzle per line."
+        )
+    return parsed
+
+
+def _check_options(args: argparse.Namespace, puzzles: _Input):
+    """Estimator, step counts and device, before any work; returns the guidance config or None."""
+    check_estimator(args.g_estimator or SUDOKU_DEFAULTS["estimator"])
+    n_opt = args.g_n_opt_steps
+    if n_opt is not None and n_opt < 0:
+        raise UsageError(
+            f"`--n-opt-steps` must be an integer >= 0, got {n_opt}. Use `--n-opt-steps 0` to run "
+            "the prior alone."
+        )
+    if args.no_prior and n_opt == 0:
+        raise UsageError(
+            "`--no-prior` optimises the logits directly, so `--n-opt-steps` must be >= 1 (default "
+            "2000)."
+        )
+    blanks = max((81 - p.num_clues for _, p in puzzles.good), default=0)
+    if args.steps is not None and not args.no_prior and 0 < blanks < args.steps:
+        raise UsageError(
+            f"`--steps` {args.steps} is more than the {blanks} blank cells of the emptiest puzzle: "
+            f"each step fills at least one cell, so the extra steps would do nothing. Use "
+            f"`--steps {blanks}` or fewer."
+        )
+    args.resolved_device = resolve_device(args.device)
+    if args.no_prior:
+        return None
+    from ..sudoku.solver import default_guidance
+
+    n_opt = SUDOKU_DEFAULTS["n_opt_steps"] if n_opt is None else n_opt
+    overrides: dict[str, Any] = {"n_opt_steps": n_opt}
+    if args.g_estimator:
+        overrides["estimator"] = args.g_estimator
+    if n_opt == 0:
+        return None
+    try:
+        with warnings.catch_warnings():  # the solver's own defaults, not the user's input
+            warnings.simplefilter("ignore", FutureWarning)
+            return default_guidance(**overrides)
+    except ValueError as err:
+        raise UsageError(to_flags(str(err), _SOLVER_FLAGS)) from None
+
+
+# --------------------------------------------------------------------------------- output
+
+
+def _written_lines(args: argparse.Namespace, puzzles: _Input, out: Path) -> int:
+    """Refuse an existing output without `--resume`/`--overwrite`; with `--resume`, check that
+    its complete lines belong to this puzzles file and return how many there are."""
+    if not has_content(out):
+        return 0
+    if not (args.resume or args.overwrite):
+        raise UsageError(
+            f"`--output` {str(out)!r} exists; pass `--resume` to complete it or `--overwrite` to "
+            "start over."
+        )
+    if args.overwrite:
+        return 0
+    written = out.read_bytes().decode("utf-8", errors="replace").split("\n")[:-1]
+    clues = {n: p.cells for n, p in puzzles.good}
+    for i, line in enumerate(written):
+        n = i + 1
+        if n in clues:
+            ok = len(line) == 81 and line.isdigit()
+            ok = ok and all(c == 0 or int(line[j]) == c for j, c in enumerate(clues[n]))
+        else:
+            ok = n <= len(puzzles.out) and line == puzzles.out[i]
+        if not ok:
+            raise UsageError(
+                f"`--resume`: line {n} of {str(out)!r} does not match line {n} of "
+                f"{args.puzzles!r}; the output holds another puzzles file. Use a new `--output` "
+                "or `--overwrite`."
+            )
+    return len(written)
+
+
+# --------------------------------------------------------------------------------- run
+
+
+def _make_solver(args: argparse.Namespace, guidance: Any):
+    """A function solving one batch of puzzles with the next draw of `generator`."""
+    from ..sudoku.solver import SudokuSolver, solve_without_prior
+
+    if args.no_prior:
+        n_steps = 2000 if args.g_n_opt_steps is None else args.g_n_opt_steps
+
+        def solve(batch: list[Any], generator: Any):
+            return solve_without_prior(
+                batch,
+                estimator=args.g_estimator or SUDOKU_DEFAULTS["estimator"],
+                n_steps=n_steps,
+                generator=generator,
+                batch_size=len(batch),
+                device=args.resolved_device,
+            )
+
+        return solve
+    logger.info("loading the Sudoku prior")
+    solver = SudokuSolver.from_pretrained(
+        guidance=guidance,
+        num_inference_steps=12 if args.steps is None else args.steps,
+        restarts=args.restarts,
+        device=args.resolved_device,
+    )
+
+    def solve(batch: list[Any], generator: Any):
+        return solver.solve(
+            batch, generator=generator, batch_size=len(batch), progress=not args.quiet
+        )
+
+    return solve
+
+
+def _solve_batches(args: argparse.Namespace, puzzles: _Input, done: int, solve: Any) -> None:
+    """Solve the puzzles in batches of `--batch-size` and append the output lines as they finish.
+
+    Batch `k` gets the `k`-th seed drawn from `--seed` (as one `SudokuSolver.solve` call over every
+    puzzle would), so a resumed run redraws the same noise for an unfinished batch."""
+    import torch
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(args.seed)
+    good, size = puzzles.good, args.batch_size
+    batches = [good[i : i + size] for i in range(0, len(good), size)]
+    bar = tqdm(total=len(good), unit="puzzle", desc="sudoku", disable=args.quiet, file=sys.stderr)
+    with LineWriter(args.output) as writer:
+        for batch in batches:
+            last = batch[-1][0]  # line number of the batch's last puzzle
+            if last <= done:
+                torch.randint(0, 2**62, (1,), generator=generator)  # that batch's draw
+                bar.update(len(batch))
+                continue
+            # One batch per call: `solve` draws the batch's seed from `generator` (one draw).
+            result = solve([p for _, p in batch], generator)
+            for (n, _), grid in zip(batch, result.solution_strings(), strict=True):
+                puzzles.out[n - 1] = grid
+            writer.write_lines(puzzles.out[done:last])  # type: ignore[arg-type]
+            done = last
+            bar.update(len(batch))
+        writer.write_lines(puzzles.out[done:])  # type: ignore[arg-type]
+    bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
-    if not os.path.isfile(args.puzzles):  # before the slow imports
-        raise UsageError(f"puzzle file {args.puzzles!r} does not exist; pass a text file path")
+    start = time.perf_counter()
+    puzzles = _read_puzzles(args.puzzles)  # before the slow imports
+    if args.resume and args.overwrite:
+        raise UsageError("pass `--resume` or `--overwrite`, not both.")
+    out = check_output_path(args.output, example="solutions.txt")
+    guidance = _check_options(args, puzzles)
+    done = _written_lines(args, puzzles, out)
+    for line in puzzles.errors:  # the input is usable: report its bad lines, then run
+        print(line, file=sys.stderr)
+
     import torch
 
-    from redge_guidance.sudoku.data import Puzzle, parse_puzzle_file
-    from redge_guidance.sudoku.solver import SudokuSolver, default_guidance, solve_without_prior
+    from .checks import quiet_libraries
 
     torch.set_num_threads(args.threads)
-    with open(args.puzzles, encoding="utf-8") as fh:
-        lines = [line.rstrip("\n") for line in fh]  # the numbering of parse_puzzle_file
-    parsed = parse_puzzle_file(args.puzzles)
+    quiet_libraries(args.quiet)
+    solve = _make_solver(args, guidance)
+    if args.overwrite:
+        out.unlink(missing_ok=True)
+    elif done:
+        repair_trailing_line(out)
+    try:
+        _solve_batches(args, puzzles, done, solve)
+    except ValueError as err:
+        raise UsageError(to_flags(str(err), _SOLVER_FLAGS)) from None
+    _summary(puzzles, out, time.perf_counter() - start)
+    return 1 if puzzles.n_bad else 0
 
-    out_lines = list(lines)  # blank and comment lines are copied as they are
-    good: list[tuple[int, Puzzle]] = []
-    n_bad = 0
-    for n, item in parsed:
-        if isinstance(item, Puzzle):
-            good.append((n, item))
-        else:
-            n_bad += 1
-            out_lines[n - 1] = f"# error: {item}"
-            print(f"line {n}: {item}", file=sys.stderr)
 
-    start = time.perf_counter()
-    solved_lines: list[int] = []
-    unsolved_lines: list[int] = []
-    mean_viol = 0.0
-    if good:
-        generator = torch.Generator().manual_seed(args.seed)
-        puzzles = [p for _, p in good]
-        try:
-            if args.no_prior:
-                result = solve_without_prior(
-                    puzzles,
-                    estimator=args.estimator or "straight_through",
-                    n_steps=2000 if args.n_opt_steps is None else args.n_opt_steps,
-                    generator=generator,
-                    batch_size=args.batch_size,
-                    device=args.device,
-                )
-            else:
-                n_opt = 20 if args.n_opt_steps is None else args.n_opt_steps
-                overrides = {"n_opt_steps": n_opt}
-                if args.estimator:
-                    overrides["estimator"] = args.estimator
-                guidance = default_guidance(**overrides) if n_opt > 0 else None
-                solver = SudokuSolver.from_pretrained(
-                    guidance=guidance,
-                    num_inference_steps=12 if args.steps is None else args.steps,
-                    restarts=args.restarts,
-                    device=args.device,
-                )
-                result = solver.solve(
-                    puzzles,
-                    generator=generator,
-                    batch_size=args.batch_size,
-                    progress=not args.quiet,
-                )
-        except ValueError as err:
-            raise UsageError(str(err)) from None
-        for (n, _), grid, ok in zip(good, result.solution_strings(), result.solved, strict=True):
-            out_lines[n - 1] = grid
-            (solved_lines if ok else unsolved_lines).append(n)
-        mean_viol = result.mean_violations
+def _summary(puzzles: _Input, out: Path, seconds: float) -> None:
+    """Solved / total, mean violations and time, read back from the output (resumed lines too)."""
+    from ..sudoku.data import violations
 
-    Path(args.output).write_text("".join(line + "\n" for line in out_lines), encoding="utf-8")
-    seconds = time.perf_counter() - start
-    total = len(good)
-    summary = (
-        f"solved {len(solved_lines)}/{total} puzzles"
-        + (f" ({len(solved_lines) / total:.1%})" if total else "")
-        + f", {mean_viol:.2f} violations per grid, {seconds:.1f} s"
-        + (f"; {n_bad} bad line(s) skipped" if n_bad else "")
+    lines = out.read_text(encoding="utf-8").split("\n")
+    solved, unsolved, total_viol = [], [], 0
+    for n, puzzle in puzzles.good:
+        grid = lines[n - 1]
+        viol = violations(grid)
+        keeps = all(c == 0 or int(grid[j]) == c for j, c in enumerate(puzzle.cells))
+        (solved if viol == 0 and keeps else unsolved).append(n)
+        total_viol += viol
+    total = len(puzzles.good)
+    print(
+        f"solved {len(solved)}/{total} puzzles"
+        + (f" ({len(solved) / total:.1%})" if total else "")
+        + f", {total_viol / max(1, total):.2f} violations per grid, {seconds:.1f} s"
+        + (f"; {puzzles.n_bad} bad line(s) skipped" if puzzles.n_bad else ""),
+        file=sys.stderr,
     )
-    print(summary, file=sys.stderr)
-    if unsolved_lines:
-        shown = ", ".join(map(str, unsolved_lines[:20])) + (
-            " ..." if len(unsolved_lines) > 20 else ""
-        )
+    if unsolved:
+        shown = ", ".join(map(str, unsolved[:20])) + (" ..." if len(unsolved) > 20 else "")
         print(f"not solved (grid written anyway): line(s) {shown}", file=sys.stderr)
-    return 1 if n_bad else 0

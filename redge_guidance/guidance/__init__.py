@@ -13,10 +13,20 @@ The maths, as the project implements it, is in ``docs/method.md`` (arXiv 2601.00
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 from .config import CONFIG_NAME, GuidanceConfig
-from .hook import RewardGuidance
-from .inner import InnerProblem, WarmStart
-from .trace import TIMING_KEYS, GuidanceStepStats
+
+# The torch-backed names load on first access, so importing `.config` (what the CLI's `--help`
+# reads) does not import torch.
+_LAZY = {
+    "RewardGuidance": "redge_guidance.guidance.hook",
+    "InnerProblem": "redge_guidance.guidance.inner",
+    "WarmStart": "redge_guidance.guidance.inner",
+    "TIMING_KEYS": "redge_guidance.guidance.trace",
+    "GuidanceStepStats": "redge_guidance.guidance.trace",
+}
 
 __all__ = [
     "CONFIG_NAME",
@@ -27,3 +37,10 @@ __all__ = [
     "TIMING_KEYS",
     "WarmStart",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .hook import RewardGuidance
+    from .inner import InnerProblem, WarmStart
+    from .trace import TIMING_KEYS, GuidanceStepStats
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY, __all__)
