@@ -159,9 +159,9 @@ CASES = [
     ),
     ("solver-restarts", "Solver(None, restarts=-1)", "`restarts` must be an integer >= 0, got -1"),
     (
-        "solver-order",
-        "Solver(None, order='left-to-right')",
-        "`order` must be one of ['random', 'confidence'], got 'left-to-right'",
+        "solver-unmasking",
+        "Solver(None, unmasking='left-to-right')",
+        "`unmasking` must be one of ['random', 'confidence'], got 'left-to-right'",
     ),
     (
         "solver-temperature",

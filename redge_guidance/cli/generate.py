@@ -32,7 +32,12 @@ from .io import (
     shard_paths,
 )
 from .load import Models, load_models, one_line
-from .options import ESTIMATOR_FLAGS, add_estimator_flags, add_guidance_flags
+from .options import (
+    ESTIMATOR_FLAGS,
+    DeprecatedAlias,
+    add_estimator_flags,
+    add_guidance_flags,
+)
 from .plan import (
     CLI_GUIDANCE_DEFAULTS,
     DEFAULT_PROMPTS,
@@ -119,10 +124,20 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         "--steps", type=_positive_int, default=16, metavar="N", help="denoising steps (default 16)"
     )
     g.add_argument(
-        "--order",
+        "--unmasking",
+        dest="order",
         choices=("random", "confidence"),
         default="random",
         help="which masked positions each step commits (default random: MDLM)",
+    )
+    g.add_argument(  # pre-0.2 name of --unmasking (the scheduler's config key was `order`)
+        "--order",
+        dest="order",
+        choices=("random", "confidence"),
+        default=argparse.SUPPRESS,
+        action=DeprecatedAlias,
+        new_flag="--unmasking",
+        help=argparse.SUPPRESS,
     )
     g.add_argument(
         "--temperature",

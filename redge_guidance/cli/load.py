@@ -105,7 +105,7 @@ def load_models(plan: GeneratePlan) -> Models:
         tm.model,
         tm.tokenizer,
         mask_token_id=tm.mask_token_id,
-        order=args.order,
+        unmasking=args.order,
         temperature=args.temperature,
     )
     pipe.set_progress_bar_config(disable=True)

@@ -26,6 +26,7 @@ from ..guidance.config import CONFIG_NAME, cli_fields
 from .io import UsageError
 
 __all__ = [
+    "DeprecatedAlias",
     "ESTIMATOR_FLAGS",
     "add_estimator_flags",
     "add_guidance_flags",
@@ -49,6 +50,22 @@ ESTIMATOR_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--t-1", "t_1", float, "redge / redge_cov / reindge: first time of the relaxation schedule"),
     ("--tau", "tau", float, "gumbel_softmax / reinmax: temperature"),
 )
+
+
+class DeprecatedAlias(argparse.Action):
+    """A hidden, renamed flag: stores its value under the new flag's dest and warns once."""
+
+    def __init__(self, *args: Any, new_flag: str, **kwargs: Any) -> None:
+        self.new_flag = new_flag
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        print(
+            f"{parser.prog}: warning: `{option_string}` is deprecated and will be removed; "
+            f"use `{self.new_flag}`.",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
 
 
 def flag_name(field_name: str) -> str:
