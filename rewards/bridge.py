@@ -273,7 +273,9 @@ class BridgedReward(Reward):
     Lets a reward over the target vocabulary score the generator's source vocabulary.
     For `SequenceClassifierReward` and `EmbeddingSimilarityReward` over the full target
     vocabulary it takes a fused path with the same result: it packs `bridge.embed(x, W)`
-    (`(B, L*S, H)`) instead of building the `(B, L*S, Vt)` bridged one-hots.
+    (`(B, L*S, H)`) instead of building the `(B, L*S, Vt)` bridged one-hots. A `SparseRows`
+    input is bridged to `SparseRows` over the target vocabulary (the k spelling columns of each
+    slot) and scored by the target reward's own sparse path.
 
     Args:
         reward (`Reward`): a reward over the bridge's target vocabulary.

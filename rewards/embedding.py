@@ -143,6 +143,10 @@ def _embedding_scale(embedding: nn.Module, weight: Tensor, owner: str) -> float:
 class EmbeddingInputReward(Reward):
     r"""Base of the rewards that feed `x @ W` to a Hugging Face model as `inputs_embeds`.
 
+    Subclasses implement `score_inputs` (and inherit an exact `SparseRows` path through
+    `embed_sparse`), or override `forward` (and then `forward_sparse` too, or `SparseRows` inputs
+    are densified).
+
     Args (shared by `SequenceClassifierReward`, `EmbeddingSimilarityReward`,
     `LanguageModelReward`):
         model (`torch.nn.Module`): a transformers model with `get_input_embeddings()` whose

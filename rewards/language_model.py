@@ -35,6 +35,10 @@ class LanguageModelReward(EmbeddingInputReward):
       scored from that pass; `k` forwards (one batched call of `k*B` rows). `k = L` is the exact
       PLL; `k = 4` to `8` is a usual compromise.
 
+    For `SparseRows` inputs the expected log-likelihood reads only the k entries of each row
+    (`sum_j weight_j * log p(index_j | context)`), exactly; the model's log-softmax over its own
+    vocabulary is its output and is computed either way.
+
     Args:
         model: the language model (frozen in place), returning `.logits` of shape `(B, T, V)`.
         kind (`"causal"` or `"masked"`).

@@ -142,7 +142,9 @@ class SparseRows:
         """The same rows with `weight` detached."""
         return SparseRows(self.index, self.weight.detach(), self.vocab_size)
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> SparseRows:
         """Move both tensors to `device`; cast `weight` to `dtype` (differentiably)."""
         return SparseRows(
             self.index.to(device), self.weight.to(device=device, dtype=dtype), self.vocab_size
