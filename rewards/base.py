@@ -147,6 +147,15 @@ def _has_own_sparse_path(cls: type) -> bool:
     return owner is not Reward and issubclass(owner, _defining_class(cls, "forward"))
 
 
+def __getattr__(name: str) -> object:
+    # The arithmetic wrappers moved to `rewards.arithmetic`; `rewards.base.WeightedSum` still works.
+    if name in ("WeightedSum", "Clipped", "Normalized"):
+        from . import arithmetic
+
+        return getattr(arithmetic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _weighted_sum(rewards: list[Reward], weights: list[float]) -> WeightedSum:
     from .arithmetic import WeightedSum  # imported here: `arithmetic` imports this module
 
@@ -191,8 +200,9 @@ class Reward(nn.Module):
     r"""Base class of every reward: `reward(x, attention_mask=None) -> scores`.
 
     Subclasses set `vocab_size` and `differentiable` (class or instance attributes) and implement
-    `forward`. Rewards compose: `0.5 * r1 + r2`, `r1 - r2`, `-r`, `r * 2`, `r / 2` and
-    `sum([r1, r2, r3])` build a `WeightedSum`.
+    `forward`, and `forward_sparse` for a `SparseRows` path that never builds `(B, L, V)`
+    (`supports_sparse` then says True). Rewards compose: `0.5 * r1 + r2`, `r1 - r2`, `-r`,
+    `r * 2`, `r / 2` and `sum([r1, r2, r3])` build a `WeightedSum`.
 
     Attributes:
         vocab_size (`int | None`): size of the last axis of `x` the reward accepts; `None` accepts

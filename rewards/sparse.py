@@ -23,7 +23,7 @@ from torch import Tensor
 __all__ = ["SparseRows"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors: compare by identity, not elementwise
 class SparseRows:
     r"""`x` as `k` weighted vocabulary entries per position (see the module docstring).
 

@@ -267,6 +267,11 @@ def test_sparse_rows_shape_dense_and_argmax():
     rows = SparseRows(index, weight, 10)
     assert rows.argmax_ids().tolist() == [[7, 2, 1]] == rows.to_dense().argmax(-1).tolist()
     assert "k=3" in repr(rows) and rows.detach().weight.requires_grad is False
+    assert rows == rows and rows != SparseRows(index, weight, 10)  # identity, not elementwise
+
+
+def test_arithmetic_wrappers_still_importable_from_base():
+    assert rewards.base.WeightedSum is WeightedSum and rewards.base.Clipped is Clipped
 
 
 def test_sparse_rows_construction_errors():
