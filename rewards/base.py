@@ -1,8 +1,10 @@
-"""The `Reward` protocol and reward arithmetic (weighted sums, clipping, normalisation).
+"""The `Reward` protocol: dense and sparse inputs, and the checks around every call.
 
 A reward scores relaxed token sequences: `x` of shape `(B, L, V)` whose rows lie on the
 probability simplex (exact one-hots, soft distributions, or straight-through sums), and returns
-one float32 score per sample, `(B,)`, higher is better.
+one float32 score per sample, `(B,)`, higher is better. `x` may also be a `SparseRows` (k
+weighted vocabulary entries per position); rewards with a sparse path score it without building
+the `(B, L, V)` tensor, the others densify it (with a warning, once per class).
 
 Checks are split by cost:
 
@@ -10,41 +12,51 @@ Checks are split by cost:
   vocabulary size, the `attention_mask` shape) before `forward`, and checks the `(B,)` output
   (shape, finiteness) after it. The finiteness check reads `B` numbers, so it costs one host
   sync; inside `with finite_checks(False):` it is skipped (the guidance hook's inner loop checks
-  the first scores of a generation itself and then runs without any sync).
-- `Reward.validate` adds the O(B·L·V) content checks (NaN/inf inputs, rows off the simplex,
-  a non-binary `attention_mask`). The guidance hook calls it once before its first optimisation
-  step; call it yourself when you feed a reward by hand. `__call__` skips these on purpose: an
-  inner optimisation loop calls the reward hundreds of times on tensors of up to 10⁸ entries.
+  the first scores of a generation itself and then runs without any sync). For a `SparseRows`
+  input the same switch covers a range check of its indices (one more host sync).
+- `Reward.validate` adds the O(B·L·V) content checks (O(B·L·k) for `SparseRows`): NaN/inf
+  inputs, rows off the simplex, indices out of range, a non-binary `attention_mask`. The
+  guidance hook calls it once before its first optimisation step; call it yourself when you feed
+  a reward by hand. `__call__` skips these on purpose: an inner optimisation loop calls the
+  reward hundreds of times on tensors of up to 10⁸ entries.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
+import functools
 import numbers
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from .sparse import SparseRows
+
+if TYPE_CHECKING:
+    from .arithmetic import WeightedSum
+
 __all__ = [
     "Reward",
-    "WeightedSum",
-    "Clipped",
-    "Normalized",
+    "SparseRows",
     "check_scores",
     "check_vocab_size",
     "finite_checks",
 ]
 
 _FINITE_CHECKS = contextvars.ContextVar("rewards_finite_checks", default=True)
+# Reward classes already warned that they densify `SparseRows` (the warning is once per class).
+_DENSE_FALLBACK_WARNED: set[type] = set()
 
 
 @contextlib.contextmanager
 def finite_checks(enabled: bool) -> Iterator[None]:
-    """Turn the per-call finiteness check of `Reward` outputs (a host sync) on or off inside the
-    block; shape checks always run. For hot loops that check the scores themselves."""
+    """Turn the per-call checks that cost a host sync on or off inside the block: finiteness of
+    `Reward` outputs, and the index range of `SparseRows` inputs. Shape checks always run. For
+    hot loops that check the scores themselves (and validate their inputs once)."""
     token = _FINITE_CHECKS.set(bool(enabled))
     try:
         yield
@@ -122,12 +134,75 @@ def check_scores(scores: object, batch_size: int, owner: str, *, finite: bool = 
     return scores
 
 
+def _defining_class(cls: type, attr: str) -> type:
+    return next(c for c in cls.__mro__ if attr in vars(c))
+
+
+@functools.cache
+def _has_own_sparse_path(cls: type) -> bool:
+    """Whether `cls.forward_sparse` is written for `cls.forward`: defined by the class that
+    defines `forward`, or by a subclass of it. A subclass that changes `forward` alone (e.g. of
+    `TokenSetReward`) must not inherit a sparse path that computes the parent's score."""
+    owner = _defining_class(cls, "forward_sparse")
+    return owner is not Reward and issubclass(owner, _defining_class(cls, "forward"))
+
+
+def __getattr__(name: str) -> object:
+    # The arithmetic wrappers moved to `rewards.arithmetic`; `rewards.base.WeightedSum` still works.
+    if name in ("WeightedSum", "Clipped", "Normalized"):
+        from . import arithmetic
+
+        return getattr(arithmetic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _weighted_sum(rewards: list[Reward], weights: list[float]) -> WeightedSum:
+    from .arithmetic import WeightedSum  # imported here: `arithmetic` imports this module
+
+    return WeightedSum(rewards, weights)
+
+
+def _check_index_range(x: SparseRows, owner: str) -> None:
+    """`ValueError` unless every `x.index` lies in `[0, x.vocab_size)` (one host sync)."""
+    if x.index.numel() == 0:
+        return
+    lo, hi = (int(v) for v in torch.aminmax(x.index))
+    if lo < 0 or hi >= x.vocab_size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(
+            f"{owner} got SparseRows `index` with id {bad} outside [0, vocab_size="
+            f"{x.vocab_size}). Pass vocabulary ids of the reward's vocabulary (e.g. from "
+            "`torch.topk(logits, k).indices`), or fix `vocab_size`."
+        )
+
+
+def _check_simplex(values: Tensor, real: Tensor | None, atol: float, owner: str, arg: str) -> None:
+    """`ValueError` unless every real row of `values` (last axis) lies on the simplex."""
+    if values.dtype in (torch.float16, torch.bfloat16):
+        atol = max(atol, 2e-2)
+    row_sum = values.sum(-1, dtype=torch.float32)  # (B, L)
+    row_min = values.amin(-1).float()  # (B, L)
+    bad = ((row_sum - 1).abs() > atol) | (row_min < -atol)
+    if real is not None:
+        bad = bad & real
+    if bool(bad.any()):
+        b, pos = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{owner} expects rows of {arg} on the probability simplex (entries >= 0, each "
+            f"row summing to 1 within {atol:g}); {int(bad.sum())} rows are not, e.g. "
+            f"{arg.strip('`')}[{b}, {pos}] sums to {float(row_sum[b, pos]):.6g} with minimum "
+            f"{float(row_min[b, pos]):.6g}. Pass probabilities (softmax of logits or "
+            "one-hots), not logits."
+        )
+
+
 class Reward(nn.Module):
     r"""Base class of every reward: `reward(x, attention_mask=None) -> scores`.
 
     Subclasses set `vocab_size` and `differentiable` (class or instance attributes) and implement
-    `forward`. Rewards compose: `0.5 * r1 + r2`, `r1 - r2`, `-r`, `r * 2`, `r / 2` and
-    `sum([r1, r2, r3])` build a `WeightedSum`.
+    `forward`, and `forward_sparse` for a `SparseRows` path that never builds `(B, L, V)`
+    (`supports_sparse` then says True). Rewards compose: `0.5 * r1 + r2`, `r1 - r2`, `-r`,
+    `r * 2`, `r / 2` and `sum([r1, r2, r3])` build a `WeightedSum`.
 
     Attributes:
         vocab_size (`int | None`): size of the last axis of `x` the reward accepts; `None` accepts
@@ -157,30 +232,76 @@ class Reward(nn.Module):
         """
         raise NotImplementedError(f"{_name(self)} must implement `forward`.")
 
-    def __call__(self, x: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
+    def __call__(self, x: Tensor | SparseRows, *, attention_mask: Tensor | None = None) -> Tensor:
         self._check_structure(x, attention_mask)
-        scores = super().__call__(x, attention_mask=attention_mask)
+        if isinstance(x, SparseRows):
+            if _FINITE_CHECKS.get():
+                _check_index_range(x, _name(self))
+            if _has_own_sparse_path(type(self)):
+                scores = self.forward_sparse(x, attention_mask=attention_mask)
+            else:  # a subclass changed `forward` but not `forward_sparse`: densify
+                scores = Reward.forward_sparse(self, x, attention_mask=attention_mask)
+        else:
+            scores = super().__call__(x, attention_mask=attention_mask)
         return self._check_output(scores, x)
 
-    def validate(self, x: Tensor, attention_mask: Tensor | None = None) -> None:
+    def forward_sparse(self, x: SparseRows, *, attention_mask: Tensor | None = None) -> Tensor:
+        r"""Score a batch given as `SparseRows` (k weighted vocabulary entries per position).
+
+        The default densifies (`x.to_dense()`, a `(B, L, V)` tensor) and calls `forward`,
+        warning once per reward class. Rewards override it with a path that reads only the
+        `B * L * k` entries; it must return what `forward(x.to_dense())` returns, with the same
+        gradient with respect to `x.weight`.
+
+        Args:
+            x (`SparseRows` with shape `(B, L, V)`): rows on the probability simplex.
+            attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 = real token.
+
+        Returns:
+            `torch.Tensor` of shape `(B,)`.
+        """
+        cls = type(self)
+        if cls not in _DENSE_FALLBACK_WARNED:
+            _DENSE_FALLBACK_WARNED.add(cls)
+            warnings.warn(
+                f"{cls.__name__} has no sparse path: it densifies `SparseRows` to a "
+                f"(B, L, V) = {x.shape} tensor on every call. Override `forward_sparse` to read "
+                "only the k entries per position, or feed this reward dense inputs.",
+                stacklevel=3,
+            )
+        return self.forward(x.to_dense(), attention_mask=attention_mask)
+
+    @property
+    def supports_sparse(self) -> bool:
+        """True when `SparseRows` inputs are scored without densifying (the class's own
+        `forward_sparse`; wrappers: every part has one)."""
+        return _has_own_sparse_path(type(self))
+
+    def validate(self, x: Tensor | SparseRows, attention_mask: Tensor | None = None) -> None:
         r"""Check `x` (and `attention_mask`) fully; raise `ValueError` naming this reward if wrong.
 
         Checks the structure (as `__call__` does), then the content: no NaN/inf in `x`, every
         real row (where `attention_mask` is 1) on the simplex (entries >= -atol, row sums within
-        atol of 1), and `attention_mask` made of 0s and 1s. Costs a few passes over `x`.
+        atol of 1), and `attention_mask` made of 0s and 1s. For `SparseRows` the same checks run
+        on `x.weight`, plus indices in `[0, vocab_size)`. Costs a few passes over `x`.
 
         Args:
-            x (`torch.Tensor` of shape `(B, L, V)`): the relaxed sequences.
+            x (`torch.Tensor` of shape `(B, L, V)`, or `SparseRows`): the relaxed sequences.
             attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 = real token.
         """
         self._check_structure(x, attention_mask)
         name = _name(self)
+        sparse = isinstance(x, SparseRows)
+        if sparse:
+            _check_index_range(x, name)
+        values = x.weight if sparse else x  # the last axis holds each row's entries
+        arg = "`x.weight`" if sparse else "`x`"
         with torch.no_grad():
-            if not bool(torch.isfinite(x).all()):
-                n_bad = int((~torch.isfinite(x)).sum())
+            if not bool(torch.isfinite(values).all()):
+                n_bad = int((~torch.isfinite(values)).sum())
                 raise ValueError(
-                    f"{name} got `x` with {n_bad} NaN/inf entries. Relaxed inputs must be finite "
-                    "probabilities; check the logits that produced them (mask with "
+                    f"{name} got {arg} with {n_bad} NaN/inf entries. Relaxed inputs must be "
+                    "finite probabilities; check the logits that produced them (mask with "
                     "`torch.finfo(dtype).min`, not `-inf`, before a softmax)."
                 )
             real = None
@@ -192,32 +313,16 @@ class Reward(nn.Module):
                         f"(unique values {torch.unique(am)[:8].tolist()}). Pass 1 for real tokens "
                         "and 0 for padding."
                     )
-                real = am.to(device=x.device, dtype=torch.bool)
-            atol = self.simplex_atol
-            if x.dtype in (torch.float16, torch.bfloat16):
-                atol = max(atol, 2e-2)
-            row_sum = x.sum(-1, dtype=torch.float32)  # (B, L)
-            row_min = x.amin(-1).float()  # (B, L)
-            bad = ((row_sum - 1).abs() > atol) | (row_min < -atol)
-            if real is not None:
-                bad = bad & real
-            if bool(bad.any()):
-                b, pos = (int(i) for i in bad.nonzero()[0])
-                raise ValueError(
-                    f"{name} expects rows of `x` on the probability simplex (entries >= 0, each "
-                    f"row summing to 1 within {atol:g}); {int(bad.sum())} rows are not, e.g. "
-                    f"x[{b}, {pos}] sums to {float(row_sum[b, pos]):.6g} with minimum "
-                    f"{float(row_min[b, pos]):.6g}. Pass probabilities (softmax of logits or "
-                    "one-hots), not logits."
-                )
+                real = am.to(device=values.device, dtype=torch.bool)
+            _check_simplex(values, real, self.simplex_atol, name, arg)
 
     # ------------------------------------------------------------------ checks
-    def _check_structure(self, x: Tensor, attention_mask: Tensor | None) -> None:
+    def _check_structure(self, x: Tensor | SparseRows, attention_mask: Tensor | None) -> None:
         name = _name(self)
-        if not isinstance(x, Tensor):
+        if not isinstance(x, Tensor | SparseRows):
             raise ValueError(
-                f"{name} expects `x` to be a torch.Tensor of shape (B, L, V), got "
-                f"{type(x).__name__}."
+                f"{name} expects `x` to be a torch.Tensor of shape (B, L, V) or a "
+                f"`rewards.SparseRows`, got {type(x).__name__}."
             )
         if not x.is_floating_point():
             raise ValueError(
@@ -230,7 +335,10 @@ class Reward(nn.Module):
                 f"{name} expects `x` of shape (B, L, V) (batch, length, vocab), got shape "
                 f"{tuple(x.shape)}. Add a batch axis with `x[None]` for a single sequence."
             )
-        check_vocab_size(self, x.shape[-1], what=f"`x` (shape {tuple(x.shape)})")
+        what = f"`x` (shape {tuple(x.shape)})"
+        if isinstance(x, SparseRows):
+            what = f"`x` (SparseRows of shape {x.shape}: its `vocab_size`)"
+        check_vocab_size(self, x.shape[-1], what=what)
         if attention_mask is not None:
             if not isinstance(attention_mask, Tensor) or attention_mask.shape != x.shape[:2]:
                 shape = getattr(attention_mask, "shape", type(attention_mask).__name__)
@@ -245,14 +353,14 @@ class Reward(nn.Module):
                     f"{attention_mask.dtype}. Convert it with `.long()`."
                 )
 
-    def _check_output(self, scores: Tensor, x: Tensor) -> Tensor:
+    def _check_output(self, scores: Tensor, x: Tensor | SparseRows) -> Tensor:
         check_scores(scores, x.shape[0], _name(self), finite=_FINITE_CHECKS.get())
         return scores.to(device=x.device, dtype=torch.float32)
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other: object) -> Reward:
         if isinstance(other, Reward):
-            return WeightedSum([self, other], [1.0, 1.0])
+            return _weighted_sum([self, other], [1.0, 1.0])
         return NotImplemented
 
     def __radd__(self, other: object) -> Reward:
@@ -260,20 +368,20 @@ class Reward(nn.Module):
         if isinstance(other, numbers.Number) and other == 0:
             return self
         if isinstance(other, Reward):
-            return WeightedSum([other, self], [1.0, 1.0])
+            return _weighted_sum([other, self], [1.0, 1.0])
         return NotImplemented
 
     def __sub__(self, other: object) -> Reward:
         if isinstance(other, Reward):
-            return WeightedSum([self, other], [1.0, -1.0])
+            return _weighted_sum([self, other], [1.0, -1.0])
         return NotImplemented
 
     def __neg__(self) -> Reward:
-        return WeightedSum([self], [-1.0])
+        return _weighted_sum([self], [-1.0])
 
     def __mul__(self, other: object) -> Reward:
         if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            return WeightedSum([self], [float(other)])
+            return _weighted_sum([self], [float(other)])
         return NotImplemented
 
     __rmul__ = __mul__
@@ -285,179 +393,8 @@ class Reward(nn.Module):
                     f"Cannot divide {_name(self)} by 0. Divide by a non-zero number, or drop "
                     "the reward."
                 )
-            return WeightedSum([self], [1.0 / float(other)])
+            return _weighted_sum([self], [1.0 / float(other)])
         return NotImplemented
 
     # nn.Module defines __hash__/__eq__ by identity; keep it that way (rewards live in sets/dicts).
     __hash__ = nn.Module.__hash__
-
-
-def _common_vocab_size(parts: Sequence[Reward], owner: str) -> int | None:
-    sizes = {r.vocab_size for r in parts if r.vocab_size is not None}
-    if len(sizes) > 1:
-        detail = ", ".join(f"{_name(r)}: {r.vocab_size}" for r in parts)
-        raise ValueError(
-            f"{owner} combines rewards with different vocab sizes ({detail}). All parts must "
-            "score the same vocabulary; put a `rewards.BridgedReward` around the odd one out."
-        )
-    return sizes.pop() if sizes else None
-
-
-class WeightedSum(Reward):
-    r"""`sum_i weights[i] * rewards[i](x)`: what `0.5 * r1 + r2`, `-r` and `sum([...])` build.
-
-    Nested sums are flattened, so `0.5 * r1 + r2 + r3` is one `WeightedSum` of three parts.
-    `differentiable` is the AND of the parts; `vocab_size` is the parts' common size (a
-    `ValueError` if two parts disagree).
-
-    Args:
-        rewards (`Sequence[Reward]`): the parts (at least one).
-        weights (`Sequence[float]`, *optional*): one finite weight per part; all 1 by default.
-    """
-
-    def __init__(self, rewards: Sequence[Reward], weights: Sequence[float] | None = None):
-        super().__init__()
-        rewards = list(rewards)
-        if not rewards or not all(isinstance(r, Reward) for r in rewards):
-            raise ValueError(
-                "WeightedSum needs a non-empty sequence of `Reward`s, got "
-                f"{[type(r).__name__ for r in rewards]}. Wrap plain functions in "
-                "`rewards.FunctionReward` first."
-            )
-        if weights is None:
-            weights = [1.0] * len(rewards)
-        weights = list(weights)
-        if len(weights) != len(rewards):
-            raise ValueError(
-                f"WeightedSum got {len(rewards)} rewards but {len(weights)} weights "
-                f"({weights}). Pass one weight per reward."
-            )
-        for w in weights:
-            if not isinstance(w, numbers.Real) or isinstance(w, bool) or not math.isfinite(w):
-                raise ValueError(
-                    f"WeightedSum weights must be finite real numbers, got {w!r}. "
-                    "Pass floats such as 0.5."
-                )
-        parts: list[Reward] = []
-        flat: list[float] = []
-        for r, w in zip(rewards, weights, strict=True):
-            if isinstance(r, WeightedSum):  # flatten: (a + b) + c -> a + b + c
-                parts.extend(r.rewards)
-                flat.extend(float(w) * v for v in r.weights)
-            else:
-                parts.append(r)
-                flat.append(float(w))
-        self.vocab_size = _common_vocab_size(parts, "WeightedSum")
-        self.differentiable = all(r.differentiable for r in parts)
-        self.rewards = nn.ModuleList(parts)
-        self.weights: tuple[float, ...] = tuple(flat)
-
-    def forward(self, x: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
-        total = None
-        for r, w in zip(self.rewards, self.weights, strict=True):
-            term = w * r(x, attention_mask=attention_mask)
-            total = term if total is None else total + term
-        return total
-
-    def validate(self, x: Tensor, attention_mask: Tensor | None = None) -> None:
-        # Each part runs its own checks (some check more, e.g. positions); called once per
-        # generation, so repeating the simplex check per part is affordable.
-        for r in self.rewards:
-            r.validate(x, attention_mask)
-
-    def extra_repr(self) -> str:
-        return f"weights={list(self.weights)}"
-
-    # Keep `a + b + c` flat without building intermediate nests.
-    def __add__(self, other: object) -> Reward:
-        if isinstance(other, Reward):
-            return WeightedSum([*self.rewards, other], [*self.weights, 1.0])
-        return NotImplemented
-
-
-def _optional_float(value: object, arg: str, owner: str) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
-        raise ValueError(f"{owner} `{arg}` must be a real number or None, got {value!r}.")
-    return float(value)
-
-
-class Clipped(Reward):
-    r"""`clamp(reward(x), min, max)`.
-
-    Clipping zeroes the gradient of samples outside `[min, max]` (that is the point: stop
-    pushing a sample whose score is already high enough, or cap an exploding log-probability).
-
-    Args:
-        reward (`Reward`): the reward to clip.
-        min (`float`, *optional*): lower bound; None for none.
-        max (`float`, *optional*): upper bound; None for none. Must be > `min`.
-    """
-
-    def __init__(self, reward: Reward, min: float | None = None, max: float | None = None):  # noqa: A002
-        super().__init__()
-        if not isinstance(reward, Reward):
-            raise ValueError(
-                f"Clipped expects a `Reward`, got {type(reward).__name__}. Wrap plain functions "
-                "in `rewards.FunctionReward` first."
-            )
-        lo = _optional_float(min, "min", "Clipped")
-        hi = _optional_float(max, "max", "Clipped")
-        if lo is None and hi is None:
-            raise ValueError("Clipped needs `min`, `max`, or both; got neither.")
-        if lo is not None and hi is not None and not lo < hi:
-            raise ValueError(f"Clipped needs `min` < `max`, got min={lo}, max={hi}.")
-        self.reward = reward
-        self.min, self.max = lo, hi
-        self.vocab_size = reward.vocab_size
-        self.differentiable = reward.differentiable
-
-    def forward(self, x: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
-        return self.reward(x, attention_mask=attention_mask).clamp(self.min, self.max)
-
-    def validate(self, x: Tensor, attention_mask: Tensor | None = None) -> None:
-        self.reward.validate(x, attention_mask)
-
-    def extra_repr(self) -> str:
-        return f"min={self.min}, max={self.max}"
-
-
-class Normalized(Reward):
-    r"""`(reward(x) - mean) / std`: put rewards of different scales on a common one before adding.
-
-    Args:
-        reward (`Reward`): the reward to normalise.
-        mean (`float`): subtracted from the score.
-        std (`float`): divides the centred score; must be > 0.
-    """
-
-    def __init__(self, reward: Reward, mean: float = 0.0, std: float = 1.0):
-        super().__init__()
-        if not isinstance(reward, Reward):
-            raise ValueError(
-                f"Normalized expects a `Reward`, got {type(reward).__name__}. Wrap plain "
-                "functions in `rewards.FunctionReward` first."
-            )
-        m = _optional_float(mean, "mean", "Normalized")
-        s = _optional_float(std, "std", "Normalized")
-        if m is None or not math.isfinite(m):
-            raise ValueError(f"Normalized `mean` must be a finite number, got {mean!r}.")
-        if s is None or not (math.isfinite(s) and s > 0):
-            raise ValueError(
-                f"Normalized `std` must be a finite number > 0, got {std!r}. Estimate it from "
-                "rewards of unguided samples (e.g. `scores.std()`)."
-            )
-        self.reward = reward
-        self.mean, self.std = m, s
-        self.vocab_size = reward.vocab_size
-        self.differentiable = reward.differentiable
-
-    def forward(self, x: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
-        return (self.reward(x, attention_mask=attention_mask) - self.mean) / self.std
-
-    def validate(self, x: Tensor, attention_mask: Tensor | None = None) -> None:
-        self.reward.validate(x, attention_mask)
-
-    def extra_repr(self) -> str:
-        return f"mean={self.mean}, std={self.std}"

@@ -42,6 +42,7 @@ from ._tokenizers import decode_batch as _decode_batch
 from ._tokenizers import encode_batch as _encode_batch
 from .base import Reward, check_vocab_size
 from .embedding import EmbeddingInputReward
+from .sparse import SparseRows
 
 __all__ = ["VocabularyBridge", "BridgedReward"]
 
@@ -193,21 +194,30 @@ class VocabularyBridge(nn.Module):
         # A pure relabelling keeps the mask: every id spells as exactly one slot.
         self.is_relabelling = S == 1 and bool((lengths == 1).all())
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor | SparseRows) -> Tensor | SparseRows:
         r"""Map relaxed source tokens to relaxed target tokens.
 
         Args:
-            x (`torch.Tensor` of shape `(B, L, Vs)`): rows on the simplex.
+            x (`torch.Tensor` of shape `(B, L, Vs)`, or `SparseRows`): rows on the simplex.
 
         Returns:
-            `torch.Tensor` of shape `(B, L * S, Vt)`, rows on the simplex, differentiable in `x`.
+            `torch.Tensor` of shape `(B, L * S, Vt)`, rows on the simplex, differentiable in `x`;
+            for `SparseRows`, `SparseRows` of shape `(B, L * S, Vt)` with the same k entries per
+            slot (slot `s` of position `l` holds `spelling[s][x.index[l]]` with `x.weight[l]`).
         """
         if x.ndim != 3 or x.shape[-1] != self.source_vocab_size:
             raise ValueError(
                 f"VocabularyBridge expects `x` of shape (B, L, {self.source_vocab_size}), got "
-                f"{tuple(x.shape)}."
+                f"{tuple(x.shape)}. Build the bridge with `source_vocab_size=` the generator's "
+                "vocabulary size."
             )
         B, L, _ = x.shape
+        if isinstance(x, SparseRows):
+            S, k = self.slots, x.k
+            index = self.spelling.to(x.device)[:, x.index]  # (S, B, L, k): k spelling columns
+            index = index.permute(1, 2, 0, 3).reshape(B, L * S, k)
+            weight = x.weight[:, :, None].expand(B, L, S, k).reshape(B, L * S, k)
+            return SparseRows(index, weight, self.target_vocab_size)
         spelling = self.spelling.to(x.device)
         slots = [
             x.new_zeros(B, L, self.target_vocab_size).index_add(-1, spelling[s], x)
@@ -231,16 +241,19 @@ class VocabularyBridge(nn.Module):
         slots = [xs @ weight[spelling[s]] for s in range(self.slots)]  # S x (B, L, H)
         return torch.stack(slots, dim=2).reshape(B, L * self.slots, weight.shape[1])
 
-    def target_mask(self, x: Tensor, attention_mask: Tensor | None = None) -> Tensor | None:
+    def target_mask(
+        self, x: Tensor | SparseRows, attention_mask: Tensor | None = None
+    ) -> Tensor | None:
         r"""Attention mask `(B, L * S)` of the bridged sequence (None when nothing is masked).
 
         Slot `s` of position `l` is real when `l` is real and the spelling of the argmax token of
-        `x[b, l]` has more than `s` target tokens.
+        `x[b, l]` (for `SparseRows`, `x.argmax_ids()`) has more than `s` target tokens.
         """
         if self.is_relabelling:
             return attention_mask
         B, L, _ = x.shape
-        n = self.lengths.to(x.device)[x.detach().argmax(-1)]  # (B, L)
+        ids = x.argmax_ids() if isinstance(x, SparseRows) else x.detach().argmax(-1)  # (B, L)
+        n = self.lengths.to(x.device)[ids]  # (B, L)
         keep = torch.arange(self.slots, device=x.device) < n[..., None]  # (B, L, S)
         if attention_mask is not None:
             keep = keep & attention_mask.to(x.device).bool()[..., None]
@@ -260,7 +273,9 @@ class BridgedReward(Reward):
     Lets a reward over the target vocabulary score the generator's source vocabulary.
     For `SequenceClassifierReward` and `EmbeddingSimilarityReward` over the full target
     vocabulary it takes a fused path with the same result: it packs `bridge.embed(x, W)`
-    (`(B, L*S, H)`) instead of building the `(B, L*S, Vt)` bridged one-hots.
+    (`(B, L*S, H)`) instead of building the `(B, L*S, Vt)` bridged one-hots. A `SparseRows`
+    input is bridged to `SparseRows` over the target vocabulary (the k spelling columns of each
+    slot) and scored by the target reward's own sparse path.
 
     Args:
         reward (`Reward`): a reward over the bridge's target vocabulary.
@@ -301,6 +316,15 @@ class BridgedReward(Reward):
                 emb = emb * r.embed_scale
             return r.score_inputs(r.pack(emb, mask))
         return self.reward(self.bridge(x), attention_mask=mask)
+
+    def forward_sparse(self, x: SparseRows, *, attention_mask: Tensor | None = None) -> Tensor:
+        # Bridged `SparseRows` (k entries per target slot) into the target reward's own path.
+        mask = self.bridge.target_mask(x, attention_mask)
+        return self.reward(self.bridge(x), attention_mask=mask)
+
+    @property
+    def supports_sparse(self) -> bool:
+        return self.reward.supports_sparse
 
     def extra_repr(self) -> str:
         return f"fused={self.fused}"

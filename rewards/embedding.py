@@ -6,6 +6,13 @@ differentiably, and a one-hot `x` gives exactly the model's output on the matchi
 When `x` is exactly one-hot in value (straight-through samples are), the forward product is a
 row lookup (`RelaxedEmbedding`); the backward is the dense `grad @ W.T` either way.
 
+Sparse inputs. For `SparseRows` (k weighted entries per position), `inputs_embeds[b, l] =
+sum_j weight[b, l, j] * W[index[b, l, j]]` through `torch.nn.functional.embedding_bag`
+(`mode="sum"`, `per_sample_weights=weight`): `B * L * k` rows read, no `(B, L, V)` tensor in
+the forward or the backward. On one CPU thread at `B * L = 1024`, `k = 64`, forward + backward
+took 37-64 ms for hidden sizes 256-768, against 80-240 ms for `weight @ W[index]` (bmm) and
+195-515 ms for `(W[index] * weight).sum()`, both of which also build a `(B*L, k, H)` copy.
+
 Sequence layout. The generator produces the text tokens only; the reward model may expect
 special tokens around them (`[CLS] ... [SEP]` for BERT, `<s>` for Llama). They are read off the
 tokenizer (`tokenizer("a")` with and without special tokens) or given as `prefix_ids` /
@@ -29,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Reward
+from .sparse import SparseRows
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,10 @@ def _embedding_scale(embedding: nn.Module, weight: Tensor, owner: str) -> float:
 class EmbeddingInputReward(Reward):
     r"""Base of the rewards that feed `x @ W` to a Hugging Face model as `inputs_embeds`.
 
+    Subclasses implement `score_inputs` (and inherit an exact `SparseRows` path through
+    `embed_sparse`), or override `forward` (and then `forward_sparse` too, or `SparseRows` inputs
+    are densified).
+
     Args (shared by `SequenceClassifierReward`, `EmbeddingSimilarityReward`,
     `LanguageModelReward`):
         model (`torch.nn.Module`): a transformers model with `get_input_embeddings()` whose
@@ -232,14 +244,34 @@ class EmbeddingInputReward(Reward):
         emb = RelaxedEmbedding.apply(x.to(device=W.device, dtype=W.dtype), W)  # (B, L, H)
         return emb * self.embed_scale if self.embed_scale != 1.0 else emb
 
-    def assemble(self, x: Tensor, attention_mask: Tensor | None = None) -> AssembledInputs:
+    def embed_sparse(self, x: SparseRows) -> Tensor:
+        r"""`sum_j x.weight[..., j] * W[x.index[..., j]]`: `(B, L, k)` -> `(B, L, H)`.
+
+        Equals `embed(x.to_dense())` without the dense tensor; the gradient reaches `x.weight`
+        only (`B * L * k` entries). With `sub_vocab_ids`, `x.index` are sub-vocabulary columns.
+        """
+        W = self._weight()  # (V, H)
+        B, L, k = x.index.shape
+        emb = torch.nn.functional.embedding_bag(
+            x.index.reshape(B * L, k).to(W.device),
+            W,
+            per_sample_weights=x.weight.reshape(B * L, k).to(device=W.device, dtype=W.dtype),
+            mode="sum",
+        ).reshape(B, L, W.shape[1])
+        return emb * self.embed_scale if self.embed_scale != 1.0 else emb
+
+    def assemble(
+        self, x: Tensor | SparseRows, attention_mask: Tensor | None = None
+    ) -> AssembledInputs:
         r"""Build the model inputs for `x` (see the module docstring for the layout).
 
         Args:
-            x (`torch.Tensor` of shape `(B, L, V)`): relaxed tokens over the reward's vocabulary.
+            x (`torch.Tensor` of shape `(B, L, V)`, or `SparseRows`): relaxed tokens over the
+                reward's vocabulary.
             attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 = real token.
         """
-        return self.pack(self.embed(x), attention_mask)
+        emb = self.embed_sparse(x) if isinstance(x, SparseRows) else self.embed(x)
+        return self.pack(emb, attention_mask)
 
     def pack(self, emb: Tensor, attention_mask: Tensor | None = None) -> AssembledInputs:
         r"""Add the special tokens around token embeddings `(B, L, H)` and pack out padding.
@@ -308,6 +340,9 @@ class EmbeddingInputReward(Reward):
 
     def forward(self, x: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
         return self.score_inputs(self.assemble(x, attention_mask))
+
+    def forward_sparse(self, x: SparseRows, *, attention_mask: Tensor | None = None) -> Tensor:
+        return self.score_inputs(self.assemble(x, attention_mask))  # `embed_sparse` inside
 
     def extra_repr(self) -> str:
         sub = "full" if self.sub_vocab_ids is None else f"sub({self.vocab_size})"

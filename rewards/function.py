@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .base import Reward
+from .sparse import SparseRows
 
 __all__ = ["FunctionReward"]
 
@@ -18,8 +19,8 @@ _ON = ("text", "ids")
 class FunctionReward(Reward):
     r"""A non-differentiable reward from a function of decoded texts or token-id lists.
 
-    Each call takes the argmax token of every real position (where `attention_mask` is 1),
-    and calls `fn` **once per batch**:
+    Each call takes the argmax token of every real position (where `attention_mask` is 1; for
+    `SparseRows`, the id of the heaviest entry), and calls `fn` **once per batch**:
 
     - `on="text"`: `fn(list[str]) -> list[float]`, texts decoded with
       `tokenizer.batch_decode(ids, skip_special_tokens=True)`;
@@ -81,9 +82,18 @@ class FunctionReward(Reward):
         self.vocab_size = vocab_size
 
     def forward(self, x: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
-        B = x.shape[0]
         with torch.no_grad():
-            ids = x.detach().argmax(-1).cpu()  # (B, L)
+            ids = x.detach().argmax(-1)  # (B, L)
+        return self._score_ids(ids, attention_mask)
+
+    def forward_sparse(self, x: SparseRows, *, attention_mask: Tensor | None = None) -> Tensor:
+        return self._score_ids(x.argmax_ids(), attention_mask)  # the heaviest entry's id
+
+    def _score_ids(self, ids: Tensor, attention_mask: Tensor | None) -> Tensor:
+        """Call `fn` on the real `ids` `(B, L)` of each row; scores `(B,)` on `ids`' device."""
+        B, device = ids.shape[0], ids.device
+        with torch.no_grad():
+            ids = ids.cpu()
             if attention_mask is None:
                 seqs = ids.tolist()
             else:
@@ -109,7 +119,7 @@ class FunctionReward(Reward):
                     f"FunctionReward: `fn` must return one number per sample ({B}), got shape "
                     f"{tuple(scores.shape)} from {str(out)[:80]!r}."
                 )
-        return scores.to(x.device)
+        return scores.to(device)
 
     def extra_repr(self) -> str:
         return f"fn={getattr(self.fn, '__name__', type(self.fn).__name__)}, on={self.on!r}"

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .embedding import AssembledInputs, EmbeddingInputReward
+from .sparse import SparseRows
 
 __all__ = ["LanguageModelReward"]
 
@@ -33,6 +34,10 @@ class LanguageModelReward(EmbeddingInputReward):
       every real position whose rank is `j` mod `k` by the mask token's, and those positions are
       scored from that pass; `k` forwards (one batched call of `k*B` rows). `k = L` is the exact
       PLL; `k = 4` to `8` is a usual compromise.
+
+    For `SparseRows` inputs the expected log-likelihood reads only the k entries of each row
+    (`sum_j weight_j * log p(index_j | context)`), exactly; the model's log-softmax over its own
+    vocabulary is its output and is computed either way.
 
     Args:
         model: the language model (frozen in place), returning `.logits` of shape `(B, T, V)`.
@@ -123,12 +128,15 @@ class LanguageModelReward(EmbeddingInputReward):
         g = group.clamp(min=0)[None, ..., None].expand(1, B, T, logp.shape[-1])
         return logp.gather(0, g)[0]  # (B, T, V)
 
+    def _token_log_probs(self, inputs: AssembledInputs) -> Tensor:
+        """`(B, T, V)` float32 log-probabilities over the reward's vocabulary at every slot."""
+        if self.pll_passes is not None:
+            return self._masked_pll_log_probs(inputs)
+        return self._log_probs(self.run_model(inputs).logits)
+
     def forward(self, x: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
         inputs = self.assemble(x, attention_mask)
-        if self.pll_passes is not None:
-            logp = self._masked_pll_log_probs(inputs)
-        else:
-            logp = self._log_probs(self.run_model(inputs).logits)  # (B, T, V)
+        logp = self._token_log_probs(inputs)  # (B, T, V)
         B, L, V = x.shape
         xf = x.to(device=logp.device, dtype=torch.float32)
         shift = 1 if self.kind == "causal" else 0
@@ -142,6 +150,25 @@ class LanguageModelReward(EmbeddingInputReward):
         scored = (inputs.slots >= 0) & (read >= 0)
         lp = logp.gather(1, read.clamp(min=0)[..., None].expand(B, L, V))  # (B, L, V)
         token_ll = (xf * lp).sum(-1) * scored
+        return token_ll.sum(-1) / scored.sum(-1).clamp(min=1)
+
+    def forward_sparse(self, x: SparseRows, *, attention_mask: Tensor | None = None) -> Tensor:
+        # The model's log-softmax is over its whole vocabulary either way (its own output); the
+        # expected log-likelihood reads only the k entries: sum_j weight_j * logp[slot, index_j].
+        inputs = self.assemble(x, attention_mask)
+        logp = self._token_log_probs(inputs)  # (B, T, V)
+        B, T, V = logp.shape
+        L, dev = x.shape[1], logp.device
+        shift = 1 if self.kind == "causal" else 0
+        if attention_mask is None:
+            slots = self.prefix_ids.numel() + torch.arange(L, device=dev).expand(B, L)
+        else:
+            slots = inputs.slots.to(dev)  # (B, L), -1 on padding
+        read = slots - shift  # position l reads this slot's prediction
+        scored = (slots >= 0) & (read >= 0)  # (B, L)
+        flat = read.clamp(min=0)[..., None] * V + x.index.to(dev)  # (B, L, k) into (T * V)
+        lp = logp.reshape(B, T * V).gather(1, flat.reshape(B, -1)).reshape(x.index.shape)
+        token_ll = (x.weight.to(device=dev, dtype=torch.float32) * lp).sum(-1) * scored
         return token_ll.sum(-1) / scored.sum(-1).clamp(min=1)
 
     def extra_repr(self) -> str:

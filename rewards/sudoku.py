@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .base import Reward
+from .sparse import SparseRows
 
 __all__ = ["SudokuReward", "sudoku_violations", "sudoku_unit_matrix"]
 
@@ -98,8 +99,24 @@ class SudokuReward(Reward):
         # Parameter-free: the index buffers follow `x` to its device.
         pos, digits = self.cell_positions.to(x.device), self.digit_token_ids.to(x.device)
         cells = x[:, pos][..., digits].to(torch.promote_types(x.dtype, torch.float32))  # (B, 81, 9)
+        return self._score_cells(cells)
+
+    def forward_sparse(self, x: SparseRows, *, attention_mask: Tensor | None = None) -> Tensor:
+        # cells[b, c, d] = sum_j weight[b, c, j] * (index[b, c, j] == digit d): slot 9 collects
+        # the non-digit entries and is dropped.
+        dev = x.device
+        pos = self.cell_positions.to(dev)
+        slot = torch.full((x.vocab_size,), 9, dtype=torch.long, device=dev)
+        slot[self.digit_token_ids.to(dev)] = torch.arange(9, device=dev)
+        index, weight = x.index[:, pos], x.weight[:, pos]  # (B, 81, k)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        cells = weight.new_zeros(*index.shape[:2], 10, dtype=dtype)
+        cells = cells.scatter_add(-1, slot[index], weight.to(dtype))[..., :9]  # (B, 81, 9)
+        return self._score_cells(cells)
+
+    def _score_cells(self, cells: Tensor) -> Tensor:
         counts = torch.einsum(
-            "uc,bcd->bud", self.units.to(x.device, cells.dtype), cells
+            "uc,bcd->bud", self.units.to(cells.device, cells.dtype), cells
         )  # (B, 27, 9)
         return -((counts - 1.0) ** 2).sum(dim=(1, 2))
 

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ._tokenizers import encode_batch
 from .base import Reward
+from .sparse import SparseRows
 
 __all__ = ["TokenSetReward", "LexiconReward", "vader_lexicon_scores"]
 
@@ -23,10 +24,19 @@ def _check_vocab_size(vocab_size: object, owner: str) -> int:
     return vocab_size
 
 
-def _masked_token_sum(x: Tensor, w: Tensor, attention_mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Return `(sum_l m_l <x_l, w>, sum_l m_l)`, both `(B,)`, in float32 (float64 for float64 x)."""
+def _masked_token_sum(
+    x: Tensor | SparseRows, w: Tensor, attention_mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Return `(sum_l m_l <x_l, w>, sum_l m_l)`, both `(B,)`, in float32 (float64 for float64 x).
+
+    For `SparseRows`, `<x_l, w> = sum_j weight[l, j] * w[index[l, j]]`: a gather of k entries.
+    """
     dtype = torch.promote_types(x.dtype, torch.float32)
-    per_pos = x.to(dtype) @ w.to(device=x.device, dtype=dtype)  # (B, L)
+    if isinstance(x, SparseRows):
+        w_rows = w.to(device=x.device, dtype=dtype)[x.index]  # (B, L, k)
+        per_pos = (x.weight.to(dtype) * w_rows).sum(-1)  # (B, L)
+    else:
+        per_pos = x.to(dtype) @ w.to(device=x.device, dtype=dtype)  # (B, L)
     if attention_mask is None:
         count = torch.full((x.shape[0],), x.shape[1], device=x.device, dtype=dtype)
         return per_pos.sum(-1), count
@@ -106,6 +116,9 @@ class TokenSetReward(Reward):
         total, count = _masked_token_sum(x, self.weight, attention_mask)
         return total / count.clamp(min=1) if self.normalize else total
 
+    def forward_sparse(self, x: SparseRows, *, attention_mask: Tensor | None = None) -> Tensor:
+        return self.forward(x, attention_mask=attention_mask)  # `_masked_token_sum` gathers
+
     def extra_repr(self) -> str:
         n = int((self.weight != 0).sum())
         return f"vocab_size={self.vocab_size}, n_tokens={n}, normalize={self.normalize}"
@@ -144,6 +157,9 @@ class LexiconReward(Reward):
     def forward(self, x: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
         total, count = _masked_token_sum(x, self.scores, attention_mask)
         return total / count.clamp(min=1)
+
+    def forward_sparse(self, x: SparseRows, *, attention_mask: Tensor | None = None) -> Tensor:
+        return self.forward(x, attention_mask=attention_mask)  # `_masked_token_sum` gathers
 
     def extra_repr(self) -> str:
         return f"vocab_size={self.vocab_size}, nonzero={int((self.scores != 0).sum())}"
