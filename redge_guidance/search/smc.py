@@ -14,13 +14,13 @@ from typing import Any
 import torch
 
 from ..guidance.inner import WarmStart
-from . import resampling
 from ._runner import Inputs, StepRecorder, score
 from .accounting import CountingReward, Meter
 from .config import SMCConfig
-from .result import SearchResult
+from .population import Population
+from .result import ComputeSpent, SearchResult
 
-__all__ = ["SMCStep", "proposal_log_ratio", "run_smc"]
+__all__ = ["SMCStep", "check_smc", "population_result", "proposal_log_ratio", "run_smc"]
 
 
 def proposal_log_ratio(
@@ -53,97 +53,44 @@ def proposal_log_ratio(
 class SMCStep:
     """The pipeline's ``callback_on_step_end`` during SMC: reweight, record, resample.
 
-    Holds every per-particle quantity (log-weights, the potential's memory) and permutes them,
-    the sequence and the hook's warm-start state together when a prompt resamples.
+    The :class:`~.population.Population` holds the weights; when a prompt resamples, the
+    sequence and the hook's warm-start state are permuted with them.
     """
 
     def __init__(
         self,
-        config: SMCConfig,
+        population: Population,
         recorder: StepRecorder,
         reward: CountingReward,
         attention_mask: torch.Tensor,
         *,
-        num_prompts: int,
         num_steps: int,
         mask_id: int,
         sampler_temperature: float,
-        generator: torch.Generator,
     ) -> None:
-        self.cfg, self.recorder, self.reward = config, recorder, reward
+        self.pop, self.recorder, self.reward = population, recorder, reward
         self.am = attention_mask  # (R, L)
-        self.B, self.K = num_prompts, config.num_particles
         self.num_steps, self.mask_id = num_steps, mask_id
         self.tau = sampler_temperature
-        self.generator = generator
-        device = attention_mask.device
-        self.log_w = torch.zeros(self.B, self.K, dtype=torch.float64, device=device)
-        self.log_z = torch.zeros(self.B, dtype=torch.float64, device=device)
-        self.memory: torch.Tensor | None = None  # (B, K) last (difference) or best (max) r̂
-        self.ess: list[torch.Tensor] = []
-        self.resampled: list[torch.Tensor] = []
-        self.final_rewards: torch.Tensor | None = None
-
-    def _log_potential(self, r: torch.Tensor) -> torch.Tensor:
-        """Incremental log-potential from this step's predicted reward ``r`` (B, K)."""
-        lam, kind, memory = self.cfg.temperature, self.cfg.potential, self.memory
-        if kind == "sum":
-            return r / lam
-        if kind == "difference":
-            self.memory = r  # r̂_0 = 0: the product telescopes to exp(R(x) / λ)
-            return (r - (memory if memory is not None else 0.0)) / lam
-        best = r if memory is None else torch.maximum(memory, r)
-        self.memory = best
-        return (best - (memory if memory is not None else 0.0)) / lam
-
-    def _predicted_reward(self, after: torch.Tensor, prior: torch.Tensor, last: bool):
-        """r̂: the reward of the committed tokens plus the model's argmax at masked positions."""
-        pred = after if last else torch.where(after == self.mask_id, prior.argmax(-1), after)
-        return score(self.reward, pred, self.am, prior.shape[-1]).view(self.B, self.K)
 
     def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]):
         after = kwargs["sample"]  # (R, L)
-        rec = self.recorder
+        rec, pop = self.recorder, self.pop
         last = step == self.num_steps - 1
-        r = self._predicted_reward(after, rec.prior, last)
-        log_g = self._log_potential(r)
-        if self.cfg.proposal_correction and rec.guided is not rec.prior:
+        # r̂: the committed tokens, the model's argmax at still-masked positions
+        pred = after if last else torch.where(after == self.mask_id, rec.prior.argmax(-1), after)
+        r = score(self.reward, pred, self.am, rec.prior.shape[-1]).view(pop.B, pop.K)
+        ratio = None
+        if pop.cfg.proposal_correction and rec.guided is not rec.prior:
             ratio = proposal_log_ratio(
                 rec.before, after, rec.prior, rec.guided, self.mask_id, self.tau
-            )
-            log_g = log_g + ratio.view(self.B, self.K)
-        self.log_w = self.log_w + log_g
-        ess = resampling.effective_sample_size(self.log_w)
-        self.ess.append(ess)
-        if last:
-            self.final_rewards = r
-            self.resampled.append(torch.zeros_like(ess, dtype=torch.bool))
+            ).view(pop.B, pop.K)
+        pop.reweight(r, ratio)
+        flat = pop.resample(allowed=not last)
+        if flat is None:
             return None
-        need = ess < self.cfg.ess_threshold * self.K
-        every = self.cfg.resample_every
-        if every > 0 and (step + 1) % every == 0:
-            need = torch.ones_like(need)
-        self.resampled.append(need)
-        return {"sample": self._resample(after, need)}
-
-    def _resample(self, after: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
-        B, K = self.B, self.K
-        drawn = resampling.resample(self.log_w, self.cfg.scheme, self.generator)
-        keep = torch.arange(K, device=drawn.device).expand(B, K)
-        ancestors = torch.where(need.unsqueeze(-1), drawn, keep)  # (B, K)
-        self.log_z = self.log_z + torch.where(
-            need, resampling.log_mean_weight(self.log_w), torch.zeros_like(self.log_z)
-        )
-        self.log_w = torch.where(need.unsqueeze(-1), torch.zeros_like(self.log_w), self.log_w)
-        if self.memory is not None:
-            self.memory = self.memory.gather(1, ancestors)
-        flat = (ancestors + K * torch.arange(B, device=drawn.device).unsqueeze(-1)).flatten()
-        _permute_warm_start(self.recorder.hook, flat)
-        return after[flat]
-
-    def evidence(self) -> torch.Tensor:
-        """``log Ẑ`` per prompt: the resampling steps' log mean weights plus the final one."""
-        return self.log_z + resampling.log_mean_weight(self.log_w)
+        _permute_warm_start(rec.hook, flat)
+        return {"sample": after[flat]}
 
 
 def _permute_warm_start(hook: Any, flat: torch.Tensor) -> None:
@@ -168,16 +115,15 @@ def run_smc(
     """One SMC run of ``K = config.num_particles`` particles per prompt (see :func:`search`)."""
     B, K = inputs.batch_size, config.num_particles
     _, am, _ = inputs.repeat(K)
+    pop = Population(config, B, generator, am.device)
     smc = SMCStep(
-        config,
+        pop,
         recorder,
         reward,
         am,
-        num_prompts=B,
         num_steps=num_inference_steps,
         mask_id=pipe.mask_token_id,
         sampler_temperature=float(pipe.scheduler.config.temperature),
-        generator=generator,
     )
     out = pipe(
         **inputs.pipe_kwargs(),
@@ -189,28 +135,25 @@ def run_smc(
         callback_on_step_end=smc,
         callback_on_step_end_tensor_inputs=["sample"],
     )
-    particles = out.sequences.view(B, K, -1)
-    weights = resampling.normalised_weights(smc.log_w)  # (B, K)
-    rewards = smc.final_rewards  # (B, K) float64
-    if config.pick == "weight":
-        best = weights.argmax(dim=-1)
-    elif config.pick == "reward":
-        best = rewards.argmax(dim=-1)
-    else:
-        best = resampling.resample(smc.log_w, "multinomial", generator)[:, 0]
-    rows = torch.arange(B, device=best.device)
+    return population_result(config, pop, out.sequences.view(B, K, -1))
+
+
+def population_result(config: SMCConfig, pop: Population, particles: torch.Tensor):
+    """The :class:`SearchResult` of a finished population with its final particles (B, K, L)."""
+    best = pop.pick()
+    rows = torch.arange(pop.B, device=best.device)
     keep = config.return_particles
     return SearchResult(
         method=config.method,
-        sequences=particles[rows, best],
-        rewards=rewards[rows, best].float(),
-        spent=meter.spent,
+        sequences=particles[rows, best.to(particles.device)],
+        rewards=pop.rewards[rows, best].float(),
+        spent=ComputeSpent(),
         particles=particles if keep else None,
-        particle_rewards=rewards.float() if keep else None,
-        weights=weights if keep else None,
-        ess_history=torch.stack(smc.ess),
-        resampled=torch.stack(smc.resampled),
-        log_evidence=smc.evidence(),
+        particle_rewards=pop.rewards.float() if keep else None,
+        weights=pop.weights() if keep else None,
+        ess_history=torch.stack(pop.ess),
+        resampled=torch.stack(pop.resampled),
+        log_evidence=pop.evidence(),
         config=config.to_dict(),
     )
 
