@@ -7,6 +7,7 @@
   low effective sample size or on a fixed period.
 - :class:`RefineConfig`: remask the positions the reward likes least, denoise them again.
 - :class:`Budget` and :class:`ComputeSpent`: what a search may spend and what it spent.
+- :func:`smc_llada2`: SMC with the model's own proposals inside diffusers' ``LLaDA2Pipeline``.
 - :mod:`.resampling`: weights, ESS and the resampling schemes as pure functions.
 
 ``docs/search.md`` explains the target, the weights and what works where.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from .api import search
 from .config import BestOfNConfig, Budget, RefineConfig, SearchConfig, SMCConfig, config_from_dict
+from .llada2 import smc_llada2
 from .resampling import RESAMPLERS, effective_sample_size, normalised_weights, resample
 from .result import ComputeSpent, SearchResult
 from .smc import proposal_log_ratio
@@ -35,4 +37,5 @@ __all__ = [
     "proposal_log_ratio",
     "resample",
     "search",
+    "smc_llada2",
 ]
