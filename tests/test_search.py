@@ -369,3 +369,23 @@ def test_a_bare_model_needs_and_gets_a_mask_id(reward):
         num_inference_steps=STEPS,
     )
     assert (res.sequences != MASK).all() and model.rows == 2 * 2 * STEPS
+
+
+@pytest.mark.parametrize(
+    "potential, total", [("difference", 2.0), ("max", 5.0), ("sum", 1.0 + 5.0 - 2.0 + 2.0)]
+)
+def test_potentials_multiply_to_their_targets(potential, total):
+    """r̂ along a path 1, 5, −2, 2 (the last is the final reward), λ = 2: the product of the
+    increments is exp(R / λ) with R the final reward, the path's max, or its sum."""
+    from redge_guidance.search.population import log_potential
+
+    config, memory, log_w = SMCConfig(potential=potential, temperature=2.0), None, 0.0
+    for r in (1.0, 5.0, -2.0, 2.0):
+        log_g, memory = log_potential(config, torch.tensor([[r]]), memory)
+        log_w = log_w + log_g
+    assert torch.allclose(log_w, torch.tensor([[total / 2.0]]))
+
+
+def test_refine_stops_at_the_time_budget(pipe, reward):
+    res = run(pipe, reward, RefineConfig(rounds=5), budget=Budget(max_seconds=1e-9))
+    assert res.budget_exhausted and res.round_rewards.shape == (1, 2)  # the first pass only

@@ -76,11 +76,11 @@ def make_scheduler(**options) -> MaskedDiffusionScheduler:
 
 @pytest.fixture(scope="module")
 def problem():
-    torch.manual_seed(SEED)
-    logits = torch.randn(L, V + 1)
+    g = torch.Generator().manual_seed(SEED)
+    logits = torch.randn(L, V + 1, generator=g)
     logits[:, MASK] = torch.finfo(torch.float32).min
     table = torch.zeros(V + 1, V + 1, V + 1)
-    table[:V, :V, :V] = torch.randn(V, V, V)
+    table[:V, :V, :V] = torch.randn(V, V, V, generator=g)
     pipe = MaskedDiffusionPipeline(model=ContextFree(logits).eval(), scheduler=make_scheduler())
     pipe.set_progress_bar_config(disable=True)
     xs = torch.tensor(list(itertools.product(range(V), repeat=L)))  # (64, 3)

@@ -104,31 +104,12 @@ def smc_llada2(
         [`SearchResult`]: ``sequences`` are the generated tokens only, shape ``(B, gen_length)``
         (as the pipeline returns them); ``particles`` ``(B, K, gen_length)``.
     """
-    from diffusers import LLaDA2Pipeline
-
-    if not isinstance(pipe, LLaDA2Pipeline):
-        raise ValueError(f"`pipe` must be a diffusers LLaDA2Pipeline, got {type(pipe).__name__}.")
-    if type(pipe.model).__name__ == "GuidedLLaDA2Model":
-        raise ValueError(
-            "`pipe` has guidance attached; SMC in LLaDA2Pipeline uses the model's own proposals "
-            "(its confidence-based commits would make a guided proposal uncorrectable). Call "
-            "`redge_guidance.detach(pipe)` first."
-        )
-    _check(reward, input_ids, config, gen_length, temperature)
-    mask_id = mask_token_id if mask_token_id is not None else getattr(pipe, "mask_token_id", None)
-    if mask_id is None:
-        raise ValueError(
-            "`mask_token_id` is None and the pipeline has none. Pass `mask_token_id=`."
-        )
+    mask_id = _check(pipe, reward, input_ids, config, gen_length, temperature, mask_token_id)
     block = block_length or int(pipe.scheduler.config.block_length)
     ids = input_ids.unsqueeze(0) if input_ids.dim() == 1 else input_ids
-    B, P = ids.shape  # prompts, prompt length
-    K = config.num_particles
+    B, K = ids.shape[0], config.num_particles
     am = torch.ones_like(ids) if attention_mask is None else attention_mask.reshape(ids.shape)
-    total = math.ceil((P + gen_length) / block) * block  # the pipeline's canvas length
-    window_mask = torch.zeros(B * K, total, dtype=torch.long)
-    window_mask[:, :P] = am.long().repeat_interleave(K, dim=0)
-    window_mask[:, P : P + gen_length] = 1
+    window_mask = _window_mask(am.long().repeat_interleave(K, dim=0), gen_length, block)
 
     meter = Meter(None)
     counted = CountingReward(reward, meter)
@@ -165,7 +146,29 @@ def smc_llada2(
     return result
 
 
-def _check(reward: Any, input_ids: Any, config: Any, gen_length: Any, temperature: Any) -> None:
+def _window_mask(prompt_mask: torch.Tensor, gen_length: int, block: int) -> torch.Tensor:
+    """The pipeline's attention mask over its whole canvas ``(R, total)``: the prompt's, then 1
+    over the generated tokens, 0 over the block-aligned tail."""
+    R, P = prompt_mask.shape  # rows, prompt length
+    total = math.ceil((P + gen_length) / block) * block
+    out = torch.zeros(R, total, dtype=torch.long)
+    out[:, :P] = prompt_mask
+    out[:, P : P + gen_length] = 1
+    return out
+
+
+def _check(pipe, reward, input_ids, config, gen_length, temperature, mask_token_id) -> int:
+    """The refusals, before any work; returns the mask id."""
+    from diffusers import LLaDA2Pipeline
+
+    if not isinstance(pipe, LLaDA2Pipeline):
+        raise ValueError(f"`pipe` must be a diffusers LLaDA2Pipeline, got {type(pipe).__name__}.")
+    if type(pipe.model).__name__ == "GuidedLLaDA2Model":
+        raise ValueError(
+            "`pipe` has guidance attached; SMC in LLaDA2Pipeline uses the model's own proposals "
+            "(its confidence-based commits would make a guided proposal uncorrectable). Call "
+            "`redge_guidance.detach(pipe)` first."
+        )
     if not callable(reward):
         raise ValueError(f"`reward` must be callable, got {type(reward).__name__}.")
     if not isinstance(config, SMCConfig):
@@ -187,3 +190,9 @@ def _check(reward: Any, input_ids: Any, config: Any, gen_length: Any, temperatur
             f"`temperature` must be a finite number > 0, got {t!r}: SMC needs a stochastic "
             "sampler (at 0 every particle is the same). Use e.g. `temperature=1.0`."
         )
+    mask_id = mask_token_id if mask_token_id is not None else getattr(pipe, "mask_token_id", None)
+    if mask_id is None:
+        raise ValueError(
+            "`mask_token_id` is None and the pipeline has none. Pass `mask_token_id=`."
+        )
+    return mask_id
