@@ -389,3 +389,11 @@ def test_potentials_multiply_to_their_targets(potential, total):
 def test_refine_stops_at_the_time_budget(pipe, reward):
     res = run(pipe, reward, RefineConfig(rounds=5), budget=Budget(max_seconds=1e-9))
     assert res.budget_exhausted and res.round_rewards.shape == (1, 2)  # the first pass only
+
+
+def test_search_result_serialises_to_json(pipe, reward):
+    res = run(pipe, reward, SMCConfig(num_particles=2, resample_every=1))
+    data = json.loads(json.dumps(res.to_dict()))
+    assert data["method"] == "smc" and data["config"]["num_particles"] == 2
+    assert data["resampling_steps"] == list(range(STEPS - 1))
+    assert data["spent"]["denoiser_forwards"] == 2 * 2 * STEPS

@@ -84,8 +84,9 @@ class Budget(_Serialisable):
 
     A method checks the budget before each unit of work it can skip (a best-of-N batch, a
     refinement round) and stops starting new units once one bound would be crossed; the unit in
-    flight is finished. SMC's denoiser cost is fixed by ``num_particles`` and the number of steps,
-    so it is checked once, before any work. Counts are in sequences: a denoiser call on a batch
+    flight is finished. An SMC run is one unit (its particles move together): its denoiser cost,
+    fixed by ``num_particles`` and the number of steps, is checked once before any work, and the
+    reward and time bounds do not stop it. Counts are in sequences: a denoiser call on a batch
     of 8 rows is 8 denoiser forwards.
 
     Args:

@@ -76,6 +76,19 @@ class SearchResult:
     budget_exhausted: bool = False
     config: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly: tensors as nested lists, ``spent`` as a dict, None kept."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                value = value.tolist()
+            elif isinstance(value, ComputeSpent):
+                value = value.to_dict()
+            out[f.name] = value
+        out["resampling_steps"] = self.resampling_steps
+        return out
+
     @property
     def resampling_steps(self) -> list[int]:
         """Steps at which at least one prompt resampled (empty outside SMC)."""
