@@ -310,6 +310,7 @@ def test_refine_remasks_only_where_remask_fn_says(pipe, reward):
         ({"fixed_mask": torch.ones(2, 6)}, "`fixed_mask` must be a bool tensor"),
         ({"remask_fn": lambda s, r: s}, "`remask_fn` is only used by RefineConfig"),
         ({"budget": Budget(max_denoiser_forwards=5)}, "`budget.max_denoiser_forwards` is 5"),
+        ({"budget": {"max_seconds": 1}}, "`budget` must be a Budget"),
         ({"guidance": dataclasses.replace(GUIDED, handoff="argmax")}, "handoff='logits'"),
     ],
 )

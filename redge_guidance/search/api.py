@@ -69,7 +69,7 @@ def search(
         with its weight, the ESS history and resampling steps (SMC), and the compute spent.
     """
     pipe = _pipeline(pipe_or_model, mask_token_id)
-    _check_args(reward, config, guidance, num_inference_steps, generator, remask_fn)
+    _check_args(reward, config, guidance, num_inference_steps, generator, remask_fn, budget)
     inputs = _inputs(pipe, input_ids, length, attention_mask, fixed_mask)
     order = unmasking_order(pipe.scheduler)
     meter = Meter(budget)
@@ -130,7 +130,9 @@ def _pipeline(pipe_or_model: Any, mask_token_id: int | None) -> Any:
     )
 
 
-def _check_args(reward, config, guidance, num_inference_steps, generator, remask_fn) -> None:
+def _check_args(
+    reward, config, guidance, num_inference_steps, generator, remask_fn, budget
+) -> None:
     if not callable(reward):
         raise ValueError(
             f"`reward` must be callable (a `rewards.Reward`), got {type(reward).__name__}."
@@ -156,6 +158,11 @@ def _check_args(reward, config, guidance, num_inference_steps, generator, remask
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(
             f"`generator` must be a torch.Generator or None, got {type(generator).__name__}."
+        )
+    if budget is not None and not isinstance(budget, Budget):
+        raise ValueError(
+            f"`budget` must be a Budget or None, got {type(budget).__name__}. Pass e.g. "
+            "`Budget(max_denoiser_forwards=10_000)`."
         )
     if remask_fn is not None and not isinstance(config, RefineConfig):
         raise ValueError(

@@ -167,7 +167,7 @@ def check_smc(pipe: Any, hook: Any | None, config: SMCConfig, order: str) -> Non
             f"and temperature={sched.get('temperature')!r}: every particle would be the same. "
             "Use `decode='sample'` and a temperature > 0."
         )
-    if hook is None or not config.proposal_correction:
+    if hook is None:
         return
     if order == "confidence":
         raise ValueError(
