@@ -398,3 +398,18 @@ def test_search_result_serialises_to_json(pipe, reward):
     assert data["method"] == "smc" and data["config"]["num_particles"] == 2
     assert data["resampling_steps"] == list(range(STEPS - 1))
     assert data["spent"]["denoiser_forwards"] == 2 * 2 * STEPS
+
+
+def test_gradient_selection_remasks_where_a_switch_gains_most(reward):
+    """Reward: 1 per token 3, 0.5 per token 5. Switching 0 → 3 gains 1, 5 → 3 gains 0.5, a 3
+    gains nothing; the mask token (11, gradient 0 here) is never the switch."""
+    from redge_guidance.search.accounting import CountingReward, Meter
+    from redge_guidance.search.refine import _choose, _gradient_gain
+
+    seq = torch.tensor([[3, 0, 3, 5]])
+    counted = CountingReward(reward, Meter(None))
+    gain = _gradient_gain(counted, seq, torch.ones_like(seq), VOCAB, MASK)
+    assert torch.allclose(gain, torch.tensor([[0.0, 1.0, 0.0, 0.5]]))
+    free = torch.ones_like(seq, dtype=torch.bool)
+    assert _choose(gain, free, 0.5).tolist() == [[False, True, False, True]]
+    assert counted.meter.spent.reward_backwards == 1

@@ -38,12 +38,16 @@ class CommitConfidence:
         return None
 
 
-def _gradient_gain(reward: CountingReward, seq: torch.Tensor, am: torch.Tensor, V: int):
-    """First-order reward gain of the best token switch at each position, ``(B, L)``."""
+def _gradient_gain(
+    reward: CountingReward, seq: torch.Tensor, am: torch.Tensor, V: int, mask_id: int
+) -> torch.Tensor:
+    """First-order reward gain of the best switch to another real token (never the mask) at
+    each position, ``(B, L)``."""
     with torch.enable_grad():
         x = F.one_hot(seq, V).float().requires_grad_(True)
         (g,) = torch.autograd.grad(reward(x, am).sum(), x)
-    return g.amax(dim=-1) - g.gather(-1, seq.unsqueeze(-1)).squeeze(-1)
+    best = g.detach().index_fill(-1, torch.tensor([mask_id], device=g.device), -float("inf"))
+    return best.amax(dim=-1) - g.gather(-1, seq.unsqueeze(-1)).squeeze(-1)
 
 
 def _choose(badness: torch.Tensor, free: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -101,7 +105,9 @@ def run_refine(
         if remask_fn is not None:
             chosen = _check_remask(remask_fn(seq.clone(), r.float().clone()), seq) & free
         elif config.select == "gradient":
-            chosen = _choose(_gradient_gain(reward, seq, am, V), free, config.fraction)
+            chosen = _choose(
+                _gradient_gain(reward, seq, am, V, pipe.mask_token_id), free, config.fraction
+            )
         else:
             chosen = _choose(-confidence, free, config.fraction)
         active = chosen.any(dim=-1)  # rows with something to redo
