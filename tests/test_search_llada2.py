@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from redge_guidance.search import SMCConfig, smc_llada2
+from redge_guidance.search import Budget, SMCConfig, smc_llada2
 from rewards import TokenSetReward
 
 diffusers = pytest.importorskip("diffusers")
@@ -71,6 +71,7 @@ def test_llada2_smc_shapes_weights_and_accounting(pipe):
     calls = res.ess_history.shape[0]
     assert res.resampled[:-1].all() and not res.resampled[-1].any()  # final weights kept
     assert res.spent.denoiser_forwards == 2 * K * calls == res.spent.reward_forwards
+    assert calls <= 3 * STEPS  # within the budget bound: 3 blocks of at most STEPS steps
     # the final potential is the reward of the final sequence
     expected = (res.particles == 7).sum(-1).float()
     assert torch.equal(res.particle_rewards, expected)
@@ -100,6 +101,7 @@ def test_llada2_smc_steers_toward_the_reward(pipe):
     [
         ({"temperature": 0.0}, "`temperature` must be a finite number > 0"),
         ({"config": "smc"}, "`config` must be an SMCConfig"),
+        ({"budget": Budget(max_denoiser_forwards=10)}, "may need up to 24"),
     ],
 )
 def test_llada2_smc_refusals(pipe, change, match):

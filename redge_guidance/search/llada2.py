@@ -22,12 +22,14 @@ import torch
 
 from ._runner import private_generator, score
 from .accounting import CountingReward, Meter
-from .config import SMCConfig
+from .config import Budget, SMCConfig
 from .population import Population
 from .result import SearchResult
 from .smc import population_result
 
 __all__ = ["LLaDA2SMCStep", "smc_llada2"]
+
+_MAX_POST_STEPS = 16  # the pipeline's default cap on editing passes after a block is full
 
 
 class LLaDA2SMCStep:
@@ -78,6 +80,7 @@ def smc_llada2(
     threshold: float = 0.7,
     editing_threshold: float | None = None,
     mask_token_id: int | None = None,
+    budget: Budget | None = None,
     generator: torch.Generator | None = None,
 ) -> SearchResult:
     r"""SMC (Feynman-Kac steering with the model's own proposals) inside ``LLaDA2Pipeline``.
@@ -98,6 +101,9 @@ def smc_llada2(
         threshold (`float`, defaults to 0.7), editing_threshold (`float`, *optional*): passed
             to the pipeline.
         mask_token_id (`int`, *optional*): defaults to the pipeline's.
+        budget (`Budget`, *optional*): the run is one unit; its largest possible denoiser cost
+            (every block taking all its steps, plus the editing passes when editing is on) must
+            fit ``max_denoiser_forwards``, checked before any work.
         generator (`torch.Generator`, *optional*): read, never advanced (see :func:`search`).
 
     Returns:
@@ -110,8 +116,11 @@ def smc_llada2(
     B, K = ids.shape[0], config.num_particles
     am = torch.ones_like(ids) if attention_mask is None else attention_mask.reshape(ids.shape)
     window_mask = _window_mask(am.long().repeat_interleave(K, dim=0), gen_length, block)
+    blocks = window_mask.shape[1] // block - ids.shape[1] // block  # blocks the pipeline runs
+    per_block = num_inference_steps + (_MAX_POST_STEPS if editing_threshold else 0)
+    _check_budget(budget, B * K * blocks * per_block)
 
-    meter = Meter(None)
+    meter = Meter(budget)
     counted = CountingReward(reward, meter)
     rng = private_generator(generator, "smc-llada2")
     device = pipe._execution_device
@@ -134,6 +143,7 @@ def smc_llada2(
         temperature=temperature,
         threshold=threshold,
         editing_threshold=editing_threshold,
+        max_post_steps=_MAX_POST_STEPS,
         eos_early_stop=False,  # its per-row end state is not reordered with the rows
         mask_token_id=mask_id,
         generator=rng,
@@ -144,6 +154,18 @@ def smc_llada2(
     result = population_result(config, pop, out.sequences.view(B, K, -1))
     result.spent = meter.done()
     return result
+
+
+def _check_budget(budget: Budget | None, most: int) -> None:
+    if budget is not None and not isinstance(budget, Budget):
+        raise ValueError(f"`budget` must be a Budget or None, got {type(budget).__name__}.")
+    limit = None if budget is None else budget.max_denoiser_forwards
+    if limit is not None and most > limit:
+        raise ValueError(
+            f"`budget.max_denoiser_forwards` is {limit} but this run may need up to {most} "
+            "(rows × blocks × steps per block). Raise the budget or lower the particles, "
+            "`gen_length` or `num_inference_steps`."
+        )
 
 
 def _window_mask(prompt_mask: torch.Tensor, gen_length: int, block: int) -> torch.Tensor:
