@@ -912,6 +912,50 @@ def test_support_with_score_function_and_warm_start():
         assert (out[editable][~allowed[editable]] == torch.finfo(out.dtype).min).all()
 
 
+class DenseOnlyTokenSet(TokenSetReward):
+    """The same reward without a sparse path (overriding `forward` drops it): read densely."""
+
+    def forward(self, x, *, attention_mask=None):
+        return super().forward(x, attention_mask=attention_mask)
+
+
+@pytest.mark.parametrize("options", [{}, {"num_relaxed_samples": 3}, {"handoff": "argmax"}])
+def test_sparse_reward_input_matches_the_dense_input(options):
+    # With a restricted support, a reward with a sparse path reads SparseRows (B, L, k); the
+    # same reward read densely gives the same guided logits (same noise, same gradients).
+    logits, sample, editable = _hook_inputs(batch=2, length=12, committed=3)
+    sparse = TokenSetReward([TARGET, 9], vocab_size=V)
+    dense = DenseOnlyTokenSet([TARGET, 9], vocab_size=V)
+    assert sparse.supports_sparse and not dense.supports_sparse
+    kwargs = {"top_k": 5, "lr": 0.5, **options}
+    a = _call(RewardGuidance(sparse, **kwargs), logits, sample, editable)
+    with pytest.warns(UserWarning, match="no sparse input path"):
+        hook = RewardGuidance(dense, **kwargs)
+    b = _call(hook, logits, sample, editable)
+    torch.testing.assert_close(a, b)
+
+
+def test_sparse_reward_input_never_builds_a_full_vocabulary_row(monkeypatch):
+    from rewards import SparseRows
+
+    seen = []
+
+    class Spy(TokenSetReward):
+        def forward_sparse(self, x, *, attention_mask=None):
+            seen.append(tuple(x.weight.shape))
+            return super().forward_sparse(x, attention_mask=attention_mask)
+
+    def no_dense(self):
+        raise AssertionError("densified")
+
+    monkeypatch.setattr(SparseRows, "to_dense", no_dense)
+    logits, sample, editable = _hook_inputs(batch=2, length=10)
+    reward = Spy([TARGET], vocab_size=V)
+    out = _call(RewardGuidance(reward, top_k=4, n_opt_steps=3), logits, sample, editable)
+    assert seen and all(shape == (2, 10, 4) for shape in seen)
+    assert torch.equal(out[~editable], logits[~editable])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("estimator", ["redge", "reindge", "straight_through"])
 def test_on_cuda_in_bfloat16(target_reward, estimator):

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +139,17 @@ class RewardGuidance:
         if not isinstance(profile, bool):
             raise ValueError(f"`profile` must be a bool, got {profile!r}.")
         self.use_score_function = _uses_score_function(reward, config)
+        restricted = config.top_k is not None or config.top_p is not None
+        if restricted and not getattr(reward, "supports_sparse", False):
+            warnings.warn(
+                f"Reward {type(reward).__name__} has no sparse input path, so with `top_k`/"
+                "`top_p` it still reads (B, L, V) rows written entry by entry (correct, but each "
+                "inner step pays full-vocabulary passes in the reward). Rewards with "
+                "`forward_sparse` (every embedding-input reward, token sets, lexicons, the "
+                "vocabulary bridge) read only the support.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.reward = reward
         self.config = config
         self.callback = callback
@@ -162,6 +174,14 @@ class RewardGuidance:
         self._calls = 0
         self._warm = None
         self._checked = False
+
+    def reorder(self, ancestors: torch.Tensor) -> None:
+        """Reorder the per-sample state (the warm start) after a population of samples was
+        resampled: new sample ``b`` continues old sample ``ancestors[b]`` (search methods call
+        this; ``ancestors`` is an int64 tensor of shape ``(B,)``)."""
+        if self._warm is not None:
+            index = self._warm.index[ancestors.to(self._warm.index.device)]
+            self._warm = dataclasses.replace(self._warm, index=index)
 
     @contextlib.contextmanager
     def profiling(self) -> Iterator[RewardGuidance]:

@@ -8,12 +8,10 @@ hands back a resampled ``sample``. The maths is in ``docs/search.md``.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 
-from ..guidance.inner import WarmStart
 from ._runner import Inputs, StepRecorder, score
 from .accounting import CountingReward, Meter
 from .config import SMCConfig
@@ -89,16 +87,10 @@ class SMCStep:
         flat = pop.resample(allowed=not last)
         if flat is None:
             return None
-        _permute_warm_start(rec.hook, flat)
+        reorder = getattr(rec.hook, "reorder", None)
+        if callable(reorder):  # a copy continues from its ancestor's warm-start state
+            reorder(flat)
         return {"sample": after[flat]}
-
-
-def _permute_warm_start(hook: Any, flat: torch.Tensor) -> None:
-    """Reorder the hook's warm-start state (``RewardGuidance._warm``) with the particles, so a
-    copy continues from its ancestor's φ. Its rows stay; only the position→row index moves."""
-    warm = getattr(hook, "_warm", None)
-    if isinstance(warm, WarmStart):
-        hook._warm = dataclasses.replace(warm, index=warm.index[flat.to(warm.index.device)])
 
 
 def run_smc(
