@@ -494,6 +494,24 @@ def test_warm_start_when_the_editable_set_shrinks():
     torch.testing.assert_close(third[regrown].log_softmax(-1), logits1[regrown].log_softmax(-1))
 
 
+def test_reorder_moves_the_warm_start_with_the_samples():
+    # After resampling (new sample b continues old sample ancestors[b]), the next call starts
+    # from the ancestors' phi: the same as a hook whose first call saw the reordered batch.
+    logits1, sample, editable = _hook_inputs(batch=3, length=8, committed=2)
+    logits2 = logits1.flip(0).contiguous()
+    ancestors = torch.tensor([2, 2, 0])
+    opts = {"warm_start": 0.5, "kl_weight": 0.0, "n_opt_steps": 2}
+    moved = RewardGuidance(ConstantReward(), **opts)
+    _call(moved, logits1, sample, editable, step=0)
+    moved.reorder(ancestors)
+    reference = RewardGuidance(ConstantReward(), **opts)
+    _call(reference, logits1[ancestors], sample, editable, step=0)
+    a = _call(moved, logits2, sample, editable, step=1)
+    b = _call(reference, logits2, sample, editable, step=1)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a.log_softmax(-1), logits2.log_softmax(-1))  # the memory acts
+
+
 def test_one_sample_stops_early_while_the_other_goes_on():
     # Sample 0's reward pulls towards TARGET, too weakly to improve its objective by `tol`, so
     # it stops after `patience` steps and its logits stay where they were then; sample 1's

@@ -11,7 +11,6 @@ from torch import nn
 
 from pipelines import MaskedDiffusionPipeline, MaskedDiffusionScheduler
 from redge_guidance import GuidanceConfig
-from redge_guidance.guidance import WarmStart
 from redge_guidance.search import (
     BestOfNConfig,
     Budget,
@@ -21,7 +20,6 @@ from redge_guidance.search import (
     proposal_log_ratio,
     search,
 )
-from redge_guidance.search.smc import _permute_warm_start
 from rewards import FunctionReward, TokenSetReward
 
 VOCAB, MASK = 12, 11  # the mask id is the last vocabulary entry
@@ -214,17 +212,6 @@ def test_seeded_search_repeats_and_leaves_the_callers_generator_alone(pipe, rewa
         assert torch.equal(first.weights, again.weights)
     other = [run(pipe, reward, config, seed=s).particles for s in (1, 2, 3)]
     assert any(not torch.equal(o, first.particles) for o in other)
-
-
-def test_resampling_moves_the_hooks_warm_start_with_the_particles():
-    class Hook:
-        _warm = WarmStart((3, 2, 4), torch.tensor([[0, 1], [2, -1], [3, 4]]), torch.randn(5, 4))
-
-    hook = Hook()
-    phi = hook._warm.phi
-    _permute_warm_start(hook, torch.tensor([2, 2, 0]))
-    assert torch.equal(hook._warm.index, torch.tensor([[3, 4], [3, 4], [0, 1]]))
-    assert hook._warm.phi is phi
 
 
 def test_smc_with_warm_start_and_resampling_runs(pipe, reward):
