@@ -69,6 +69,30 @@ def test_main_job_prints_steered_shakespeare(tmp_path):
     assert not list(tmp_path.iterdir())  # stdout mode writes no file
 
 
+MAIN_JOB_OUTPUT = re.compile(r"(What the main job prints.*?\n\n```text\n)(.*?)(^```)", re.S | re.M)
+
+
+@pytest.mark.slow
+def test_readme_main_job_output_is_what_the_command_prints(tmp_path):
+    """The README's main-job output block is exactly what the command prints on this kind of
+    machine (CPU torch; other hardware may differ in the last digits, hence a slow test).
+    `REDGE_UPDATE_README=1 pytest -m slow -k main_job_output` rewrites the block."""
+    script = Path(sys.executable).with_name("redge-guidance")
+    proc = subprocess.run(
+        [str(script), "generate"], cwd=tmp_path, env=env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    match = MAIN_JOB_OUTPUT.search(README)
+    assert match, "README lost its main-job output block"
+    if os.environ.get("REDGE_UPDATE_README") == "1":
+        text = README[: match.start(2)] + proc.stdout + README[match.end(2) :]
+        (ROOT / "README.md").write_text(text, encoding="utf-8")
+        return
+    assert match.group(2) == proc.stdout, (
+        "README main-job block is stale; rerun with REDGE_UPDATE_README=1"
+    )
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "index",

@@ -162,7 +162,9 @@ class InnerProblem:
         # φ's support and the model's logits on it: (N, K) rows, K = V (dense) or its top tokens.
         self.support, raw = Support.select(self.logits, self.editable, config.top_k, config.top_p)
         self.K = self.support.K
-        self.raw_rows = raw  # (N, K) in the input dtype
+        # The input rows are kept only with a restricted support (small); the dense path reads
+        # them from `logits` again at the hand-off instead of holding an (N, V) copy.
+        self.raw_rows = None if self.support.dense else raw  # (N, K) in the input dtype
         self.vmask = raw <= torch.finfo(self.in_dtype).min  # (N, K): masked (or off the nucleus)
         rows = raw.to(self.dtype).masked_fill(self.vmask, self.low)  # finite
         if self.support.dense:
@@ -247,7 +249,7 @@ class InnerProblem:
         token outside its support counts as unchanged, ``log q_prev = log p``)."""
         weight = self.config.warm_start
         if weight == 0.0 or warm is None or warm.shape != (self.B, self.L, self.V):
-            return self.prior_rows.clone()
+            return self.prior_rows  # shared: `run` hands this storage to φ (no copy)
         rows = warm.index.to(self.device)[self.editable]  # (N,) previous row or -1
         have = rows >= 0
         logp = self.prior_logp
@@ -363,7 +365,10 @@ class InnerProblem:
         """
         cfg = self.config
         B = self.B
-        phi = self.phi0.detach().requires_grad_(True)  # (N, V) leaf
+        phi = self.phi0.detach().requires_grad_(True)  # (N, K) leaf
+        # φ may share storage with the prior's rows (no warm start): Adam then updates it in
+        # place, so nothing may read `prior_rows` after this point.
+        self.phi0 = self.prior_rows = None
         # The fused kernel: one pass per Adam step instead of about six (CPU and CUDA).
         opt = torch.optim.Adam([phi], lr=cfg.lr, fused=_FUSED_ADAM.get(phi.device.type, False))
         # (S*B, L, V) reward input, sample-major: the context is written once, the editable rows
@@ -403,7 +408,7 @@ class InnerProblem:
         entries (bit for bit); at the editable rows φ (or its one-hot argmax), and the dtype's
         minimum outside φ's support; input dtype."""
         low = torch.finfo(self.in_dtype).min
-        raw = self.raw_rows  # (N, K)
+        raw = self.logits[self.editable] if self.raw_rows is None else self.raw_rows  # (N, K)
         if self.config.handoff == "argmax":
             top = phi.argmax(dim=-1, keepdim=True)  # (N, 1) position in the support
             values = torch.full_like(raw, low).scatter_(-1, top, 0.0)
