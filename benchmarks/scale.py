@@ -13,6 +13,10 @@ already take.
     python benchmarks/scale.py                  # the CPU cells that fit a 2-core, 24 GB machine
     python benchmarks/scale.py --device cuda    # the full grid on a GPU, under 8 minutes
 
+To measure an older release's dense path with the same script, copy it into that checkout and run
+it there with ``--cells 256x1:dense --output PATH`` (the script adapts to the older hook's
+arguments).
+
 Writes ``benchmarks/results/scale[_cuda].{json,md}``. Memory on CPU is the rise of the process's
 peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) over its level before the
 hook ran; on CUDA ``torch.cuda.max_memory_allocated`` above the allocated level before the call.
@@ -21,6 +25,7 @@ hook ran; on CUDA ``torch.cuda.max_memory_allocated`` above the allocated level 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -162,15 +167,13 @@ def run_cell(cell: str, models, args, device: torch.device) -> dict:
     editable = ids == MASK_ID
     memory = Memory(device)
     best: dict | None = None
+    options = {"n_opt_steps": args.n_opt_steps, "record_rewards": False}
+    if top_k is not None:
+        options["top_k"] = top_k
+    if "profile" in inspect.signature(RewardGuidance).parameters:
+        options["profile"] = True  # (releases before 0.2 always timed their phases)
     for _ in range(args.repeats):
-        hook = RewardGuidance(
-            reward,
-            n_opt_steps=args.n_opt_steps,
-            top_k=top_k,
-            record_rewards=False,
-            mask_token_id=MASK_ID,
-            profile=True,
-        )
+        hook = RewardGuidance(reward, mask_token_id=MASK_ID, **options)
         with torch.no_grad():
             _sync(device)
             t0 = time.perf_counter()
