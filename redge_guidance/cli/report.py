@@ -19,10 +19,16 @@ def _join(prompt: str, text: str) -> str:
 
 def format_row(row: dict[str, Any], *, compare: bool) -> str:
     """The stdout block of one row: a header line, the guided text, the unguided one."""
-    head = f"--- prompt {row['prompt_id']}, sample {row['sample_id']}: reward {row['reward']:+.3f}"
+    head = f"--- prompt {row['prompt_id']}, sample {row['sample_id']}"
+    if row.get("particle") is not None:
+        head += f", particle {row['particle']}"
+    head += f": reward {row['reward']:+.3f}"
     if compare and row.get("reward_unguided") is not None:
         head += f" (unguided {row['reward_unguided']:+.3f})"
-    head += f", KL {row['kl']:.2f}"
+    if row.get("kl") is not None:
+        head += f", KL {row['kl']:.2f}"
+    if row.get("weight") is not None:
+        head += f", weight {row['weight']:.3f}"
     lines = [head, f"guided:   {_join(row['prompt'], row['text'])}"]
     if compare and row.get("text_unguided") is not None:
         lines.append(f"unguided: {_join(row['prompt'], row['text_unguided'])}")
