@@ -60,11 +60,17 @@ class Summary:
     kl: _Mean = field(default_factory=_Mean)
     seconds: _Mean = field(default_factory=_Mean)
     seconds_unguided: _Mean = field(default_factory=_Mean)
+    method: str | None = None  # `--search` method, from the rows
+    spent: dict[str, float] = field(default_factory=dict)  # sums of the rows' `spent`
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows += 1
         for name in ("reward", "reward_unguided", "kl", "seconds", "seconds_unguided"):
             getattr(self, name).add(row.get(name))
+        if isinstance(row.get("search"), dict):
+            self.method = row["search"].get("method")
+        for key, value in (row.get("spent") or {}).items():
+            self.spent[key] = self.spent.get(key, 0.0) + value
 
     def format(self, n_new: int, seconds: float, out_path: Path | None, world: int) -> str:
         """The table printed on stderr at the end of a run."""
@@ -76,6 +82,14 @@ class Summary:
         where = f" -> {out_path}" if out_path is not None else ""
         procs = f" on {world} processes" if world > 1 else ""
         u, g = self.reward_unguided, self.reward
+        lines = []
+        if self.method is not None and self.spent:
+            s = self.spent
+            lines.append(
+                f"search {self.method}: {s['denoiser_forwards']:.0f} denoiser forwards, "
+                f"{s['reward_forwards']:.0f} reward forwards ({s['reward_backwards']:.0f} with "
+                f"backward), {s['cpu_seconds']:.1f} CPU s (guided run)"
+            )
         return "\n".join(
             [
                 f"{self.rows} samples ({n_new} new){procs} in {seconds:.1f} s{where}",
@@ -84,5 +98,6 @@ class Summary:
                 f"{fmt(self.seconds_unguided, '10.2f', 10)}",
                 f"{'guided':10}{fmt(g, '+12.3f', 12)}{fmt(self.kl, '10.2f', 10)}"
                 f"{fmt(self.seconds, '10.2f', 10)}",
+                *lines,
             ]
         )
