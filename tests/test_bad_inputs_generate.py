@@ -128,7 +128,7 @@ CASES = [
     ("rounds-negative", ["--search", "refine", "--rounds", "-1"], 2, "`--rounds` must be an integer >= 0, got -1", False),
     ("remask-fraction-0", ["--search", "refine", "--remask-fraction", "0"], 2, "`--remask-fraction` must be a number in (0, 1], got 0.0", False),
     ("refine-steps-0", ["--search", "refine", "--refine-steps", "0"], 2, "`--refine-steps` must be an integer >= 1, got 0", False),
-    ("smc-argmax-sampler", ["--search", "smc", "--temperature", "0"], 2, "`--search smc` needs a stochastic sampler, got `--temperature 0`", False),
+    ("smc-argmax-sampler", ["--search", "smc", "--temperature", "0"], 2, "`--search smc` needs a stochastic sampler, got `--temperature 0` (argmax)", False),
     ("smc-guided-confidence", ["--search", "smc", "--unmasking", "confidence"], 2, "needs `--unmasking random`, got `--unmasking confidence`", False),
     ("smc-guided-handoff-argmax", ["--search", "smc", "--handoff", "argmax"], 2, "needs `--handoff logits`, got `--handoff argmax`", False),
     ("keep-particles-refine", ["--search", "refine", "--keep-particles"], 2, "`--keep-particles` applies to `--search smc` or `--search best-of-n`", False),

@@ -281,7 +281,15 @@ def make_plan(args: argparse.Namespace, prog: str) -> GeneratePlan:
     search = search_settings(args)
     if search is not None:
         largest = min(args.batch_size, len(prompts) * args.num_samples)
-        check_search(args, search, config, largest)
+        check_search(
+            search,
+            guided=config.n_opt_steps > 0,
+            handoff=config.handoff,
+            argmax_flag=("--temperature 0", "--temperature 1") if args.temperature == 0 else None,
+            unmasking=args.order,
+            steps=args.steps,
+            rows=largest,
+        )
     dist = Dist()
     plan = GeneratePlan(
         args=args,

@@ -137,15 +137,20 @@ def _default_text(fields: Mapping[str, str]) -> str:
     return ", ".join(shown)
 
 
-def add_search_flags(parser: argparse.ArgumentParser) -> None:
-    """The "search" argument group: `--search`, :data:`SEARCH_FLAGS`, `--keep-particles` and
-    the budget (dest ``s_<flag>``, default None: unset)."""
+def add_search_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    none_help: str = "one generation per sample",
+    keep_particles: bool = True,
+) -> None:
+    """The "search" argument group: `--search`, :data:`SEARCH_FLAGS`, `--keep-particles` (unless
+    `keep_particles=False`) and the budget (dest ``s_<flag>``, default None: unset)."""
     g = parser.add_argument_group("search (redge_guidance.search: best-of-N, SMC, refinement)")
     g.add_argument(
         "--search",
         choices=("none", *METHODS),
         default="none",
-        help="inference-time search per prompt (default none: one generation per sample)",
+        help=f"inference-time search (default none: {none_help})",
     )
     for flag, fields, text in SEARCH_FLAGS:
         method, name = next(iter(fields.items()))
@@ -153,11 +158,12 @@ def add_search_flags(parser: argparse.ArgumentParser) -> None:
         if "default" not in text:
             text += f" (default: {_default_text(fields)})"
         g.add_argument(flag, dest=_dest(flag), default=None, help=text, **kwargs)
-    g.add_argument(
-        "--keep-particles",
-        action="store_true",
-        help="smc / best-of-n: one row per particle (with its weight), not only the pick",
-    )
+    if keep_particles:
+        g.add_argument(
+            "--keep-particles",
+            action="store_true",
+            help="smc / best-of-n: one row per particle (with its weight), not only the pick",
+        )
     for flag, name, text in BUDGET_FLAGS:
         kwargs = _argparse_kwargs(Budget, name)
         g.add_argument(
@@ -235,7 +241,7 @@ def search_settings(args: argparse.Namespace) -> SearchSettings | None:
         elif value is not None:
             takes = " or ".join(f"`--search {m}`" for m in fields)
             raise UsageError(f"`{flag}` applies to {takes}, not `--search {method}`.")
-    keep = bool(args.keep_particles)
+    keep = bool(getattr(args, "keep_particles", False))
     if keep and method == "refine":
         raise UsageError(
             "`--keep-particles` applies to `--search smc` or `--search best-of-n`; refinement "
@@ -265,30 +271,43 @@ def search_settings(args: argparse.Namespace) -> SearchSettings | None:
 
 
 def check_search(
-    args: argparse.Namespace, settings: SearchSettings, guidance: Any, rows: int
+    settings: SearchSettings,
+    *,
+    guided: bool,
+    handoff: str,
+    argmax_flag: tuple[str, str] | None,
+    unmasking: str,
+    steps: int,
+    rows: int,
 ) -> None:
     """Refusals that depend on the other flags (before any model loads).
 
     Args:
-        guidance (`GuidanceConfig`): the run's guidance (`--n-opt-steps 0`: none).
+        guided (`bool`): whether the guidance changes anything.
+        handoff (`str`): the guidance's `handoff`.
+        argmax_flag (`tuple[str, str]`, *optional*): the flag that makes the sampler greedy, as
+            typed, and the one that samples (`("--temperature 0", "--temperature 1")`); None
+            when it samples.
+        unmasking (`str`): `random` or `confidence`.
+        steps (`int`): denoising steps per generation.
         rows (`int`): the largest batch, in prompts (for the budget's first unit).
     """
     method, cfg = settings.method, settings.config
-    guided = guidance.n_opt_steps > 0
     if isinstance(cfg, SMCConfig):
-        if args.temperature == 0:
+        if argmax_flag is not None:
+            typed, fix = argmax_flag
             raise UsageError(
-                "`--search smc` needs a stochastic sampler, got `--temperature 0` (argmax): every "
-                "particle would be the same. Use `--temperature 1`."
+                f"`--search smc` needs a stochastic sampler, got `{typed}` (argmax): every "
+                f"particle would be the same. Use `{fix}`."
             )
-        if guided and args.order == "confidence":
+        if guided and unmasking == "confidence":
             raise UsageError(
                 "`--search smc` with guided proposals needs `--unmasking random`, got "
                 "`--unmasking confidence`: confidence ranks positions by the guided logits, so "
                 "the proposal's weight cannot be corrected. Use `--unmasking random`, or "
                 "`--n-opt-steps 0` for SMC with the model's own proposals."
             )
-        if guided and guidance.handoff == "argmax":
+        if guided and handoff == "argmax":
             raise UsageError(
                 "`--search smc` with guided proposals needs `--handoff logits`, got `--handoff "
                 "argmax`: an argmax proposal does not cover the model's support."
@@ -300,11 +319,11 @@ def check_search(
         per_row = cfg.num_particles
     elif isinstance(cfg, BestOfNConfig):
         per_row = min(cfg.batch_size, cfg.num_candidates)
-    first = rows * per_row * args.steps
+    first = rows * per_row * steps
     limit = settings.budget.max_denoiser_forwards
     if first > limit:
         raise UsageError(
             f"`--max-denoiser-forwards` {limit} is less than one unit of `--search {method}`: "
-            f"{first} ({rows} prompts x {per_row} rows x {args.steps} steps per batch). Raise it, "
+            f"{first} ({rows} prompts x {per_row} rows x {steps} steps per batch). Raise it, "
             "or lower `--batch-size`, `--particles`, `--candidates-per-call` or `--steps`."
         )
