@@ -121,6 +121,11 @@ def test_each_method_end_to_end_records_its_fields_and_is_deterministic(tmp_path
     # Same seed, same rows.
     again = _run(tmp_path, "b.jsonl", *args)
     assert [_untimed(r) for r in again] == [_untimed(r) for r in rows]
+    # --compare is the same search with the same seed and no guidance.
+    plain = _run(tmp_path, "c.jsonl", *args, "--n-opt-steps", "0", "--no-compare")
+    for r, p in zip(sorted(rows, key=row_key), sorted(plain, key=row_key), strict=True):
+        assert (r["text_unguided"], r["reward_unguided"]) == (p["text"], p["reward"])
+        assert r["spent_unguided"]["denoiser_forwards"] == p["spent"]["denoiser_forwards"]
 
 
 def test_keep_particles_rows_weights_and_the_pick(tmp_path):
