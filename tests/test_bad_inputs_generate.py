@@ -47,6 +47,12 @@ def nan(tokenizer, vocab_size):
     return _Fn(vocab_size, lambda n, x: x.sum((1, 2)) * float("nan"))
 
 
+def black_box(tokenizer, vocab_size):
+    reward = _Fn(vocab_size, lambda n, x: x[..., 0].sum(1))
+    reward.differentiable = False
+    return reward
+
+
 def late(tokenizer, vocab_size):
     # Fine on the test call before generating, then raises inside the first batch.
     def fn(n, x):
@@ -107,6 +113,31 @@ CASES = [
     ("reward-import-fails", ["--reward", "os.path_nope:make"], 2, "cannot import module 'os.path_nope'", False),
     ("reward-raises", ["--reward", "{mod}:raising"], 2, "`--reward {mod}:raising` raised ZeroDivisionError", True),
     ("reward-not-finite", ["--reward", "{mod}:nan"], 2, "`--reward {mod}:nan` ... non-finite scores", True),
+    # search: flags generated from the search configs, named as typed
+    ("search-flag-without-search", ["--particles", "4"], 2, "`--particles` is a search setting but no search was chosen; pass `--search", False),
+    ("search-flag-other-method", ["--search", "smc", "--rounds", "2"], 2, "`--rounds` applies to `--search refine`, not `--search smc`", False),
+    ("search-choice", ["--search", "beam"], 2, "--search: invalid choice: 'beam'", False),
+    ("particles-0", ["--search", "smc", "--particles", "0"], 2, "`--particles` must be an integer >= 1, got 0. Use e.g. `--particles 8`", False),
+    ("candidates-0", ["--search", "best-of-n", "--particles", "0"], 2, "`--particles` must be an integer >= 1, got 0", False),
+    ("candidates-per-call-0", ["--search", "best-of-n", "--candidates-per-call", "0"], 2, "`--candidates-per-call` must be an integer >= 1", False),
+    ("smc-temperature-0", ["--search", "smc", "--smc-temperature", "0"], 2, "`--smc-temperature` must be a finite number > 0, got 0.0. Use e.g. `--smc-temperature 1.0`", False),
+    ("ess-threshold-2", ["--search", "smc", "--ess-threshold", "2"], 2, "`--ess-threshold` must be a number in [0, 1], got 2.0", False),
+    ("resample-every-negative", ["--search", "smc", "--resample-every", "-1"], 2, "`--resample-every` must be an integer >= 0, got -1", False),
+    ("resample-choice", ["--search", "smc", "--resample", "stratified"], 2, "--resample: invalid choice: 'stratified'", False),
+    ("particles-not-a-number", ["--search", "smc", "--particles", "many"], 2, "--particles: invalid int value: 'many'", False),
+    ("rounds-negative", ["--search", "refine", "--rounds", "-1"], 2, "`--rounds` must be an integer >= 0, got -1", False),
+    ("remask-fraction-0", ["--search", "refine", "--remask-fraction", "0"], 2, "`--remask-fraction` must be a number in (0, 1], got 0.0", False),
+    ("refine-steps-0", ["--search", "refine", "--refine-steps", "0"], 2, "`--refine-steps` must be an integer >= 1, got 0", False),
+    ("smc-argmax-sampler", ["--search", "smc", "--temperature", "0"], 2, "`--search smc` needs a stochastic sampler, got `--temperature 0` (argmax)", False),
+    ("smc-guided-confidence", ["--search", "smc", "--unmasking", "confidence"], 2, "needs `--unmasking random`, got `--unmasking confidence`", False),
+    ("smc-guided-handoff-argmax", ["--search", "smc", "--handoff", "argmax"], 2, "needs `--handoff logits`, got `--handoff argmax`", False),
+    ("keep-particles-refine", ["--search", "refine", "--keep-particles"], 2, "`--keep-particles` applies to `--search smc` or `--search best-of-n`", False),
+    ("keep-particles-compare", ["--search", "smc", "--keep-particles", "--compare"], 2, "`--compare` puts the unguided row ... Drop `--compare`", False),
+    ("keep-particles-budget", ["--search", "best-of-n", "--keep-particles", "--max-reward-forwards", "9"], 2, "`--keep-particles` with a budget", False),
+    ("budget-0", ["--search", "best-of-n", "--max-reward-forwards", "0"], 2, "`--max-reward-forwards` must be an integer >= 1, got 0", False),
+    ("budget-seconds-negative", ["--search", "best-of-n", "--max-search-seconds", "-1"], 2, "`--max-search-seconds` must be a finite number > 0", False),
+    ("budget-below-one-unit", ["--search", "smc", "--particles", "4", "--max-denoiser-forwards", "8"], 2, "`--max-denoiser-forwards` 8 is less than one unit of `--search smc`: 32 (2 prompts x 4 rows x 4 steps", False),
+    ("remask-gradient-black-box", ["--search", "refine", "--remask-select", "gradient", "--num-relaxed-samples", "4", "--reward", "{mod}:black_box"], 2, "`--remask-select gradient` needs a differentiable reward", True),
     ("reward-fails-mid-run", ["--reward", "{mod}:late"], 1, "batch 0 failed with `--reward {mod}:late`: RuntimeError: the reward server went away", True),
 ]  # fmt: skip
 

@@ -87,6 +87,43 @@ CASES = [
         ["{tmp}/mixed.txt", *OUT, "--n-opt-steps", "-1"],
         "`--n-opt-steps` must be",
     ),
+    (
+        "temperature-negative",
+        [GOOD, *OUT, "--temperature", "-1"],
+        "`--temperature` must be >= 0, got -1.0",
+    ),
+    # search
+    (
+        "search-flag-without-search",
+        [GOOD, *OUT, "--rounds", "2"],
+        "`--rounds` is a search setting but no search was chosen",
+    ),
+    ("particles-0", [GOOD, *OUT, "--search", "smc", "--particles", "0"], "`--particles` must be"),
+    (
+        "smc-argmax",
+        [GOOD, *OUT, "--search", "smc", "--unmasking", "random"],
+        "got `--temperature 0` (argmax) ... Use `--temperature 1`",
+    ),
+    (
+        "smc-guided-confidence",
+        [GOOD, *OUT, "--search", "smc", "--temperature", "1"],
+        "needs `--unmasking random`, got `--unmasking confidence`",
+    ),
+    (
+        "search-and-restarts",
+        [GOOD, *OUT, "--search", "refine", "--restarts", "2"],
+        "`--restarts` does not combine with `--search refine`",
+    ),
+    (
+        "search-and-no-prior",
+        [GOOD, *OUT, "--search", "best-of-n", "--no-prior"],
+        "`--no-prior` does not combine with `--search best-of-n`",
+    ),
+    (
+        "search-budget-below-one-unit",
+        [GOOD, *OUT, "--search", "best-of-n", "--max-denoiser-forwards", "5"],
+        "`--max-denoiser-forwards` 5 is less than one unit of `--search best-of-n`",
+    ),
     # the output path
     ("output-is-a-folder", [GOOD, "--output", "{tmp}"], "is a folder; pass a file path"),
     (

@@ -31,7 +31,7 @@ from .io import (
     row_key,
     shard_paths,
 )
-from .load import Models, load_models, one_line
+from .load import Models, encode_batch, load_models, one_line
 from .options import (
     ESTIMATOR_FLAGS,
     DeprecatedAlias,
@@ -46,6 +46,8 @@ from .plan import (
     make_plan,
 )
 from .report import Summary, format_row
+from .search import add_search_flags
+from .search_rows import search_rows
 
 __all__ = [
     "add_parser",
@@ -216,8 +218,9 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--compare",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also sample each batch unguided with the same seed (reward_unguided; default on)",
+        default=None,
+        help="also sample each batch unguided with the same seed (reward_unguided; default on, "
+        "off with --keep-particles)",
     )
     add_run_flags(g, quiet_help="no progress bar (weight loading included), no summary")
 
@@ -245,6 +248,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     _add_prompt_args(p)
     _add_generation_args(p)
     _add_guidance_args(p)
+    add_search_flags(p)
     _add_model_args(p)
     _add_output_args(p)
     p.set_defaults(run=run)
@@ -304,21 +308,11 @@ def _generate_batch(
     plan: GeneratePlan, m: Models, k: int, keys: list[tuple[int, int]]
 ) -> list[dict[str, Any]]:
     """The rows of batch `k` (guided, and unguided with the same seed under `--compare`)."""
-    import torch
-
+    if plan.search is not None:
+        return search_rows(plan, m, k, keys)
     tok = m.tm.tokenizer
-    enc = tok(
-        [plan.prompts[pid] for pid, _ in keys],
-        add_special_tokens=False,
-        padding=tok.pad_token_id is not None,  # left padding (`_load_tokenizer`)
-        return_tensors="pt",
-    )
-    B, width, L = len(keys), enc["input_ids"].shape[1], plan.args.length
-    # The prompts, then L mask tokens to generate (`ids`, `am`: (B, width + L)).
-    ids = torch.cat(
-        [enc["input_ids"].long(), torch.full((B, L), m.tm.mask_token_id, dtype=torch.long)], 1
-    )
-    am = torch.cat([enc["attention_mask"].long(), torch.ones((B, L), dtype=torch.long)], 1)
+    ids, am, width = encode_batch(plan, m, keys)  # (B, width + L)
+    B = len(keys)
     seed = plan.job.seed(plan.args.seed, k)
     unguided = _sample(plan, m, ids, am, seed, guided=False) if plan.args.compare else None
     guided = _sample(plan, m, ids, am, seed, guided=True)

@@ -286,8 +286,10 @@ class JsonlWriter(LineWriter):
         self.write_lines(json.dumps(row, ensure_ascii=False) for row in rows)
 
 
-def row_key(row: dict[str, Any]) -> tuple[int, int]:
-    return int(row["prompt_id"]), int(row["sample_id"])
+def row_key(row: dict[str, Any]) -> tuple[int, ...]:
+    """`(prompt_id, sample_id)`, plus `particle` for the rows of `--keep-particles`."""
+    key = (int(row["prompt_id"]), int(row["sample_id"]))
+    return key if row.get("particle") is None else (*key, int(row["particle"]))
 
 
 def merge_shards(output: str | os.PathLike[str], shards: Sequence[str | os.PathLike[str]]) -> int:
@@ -295,7 +297,7 @@ def merge_shards(output: str | os.PathLike[str], shards: Sequence[str | os.PathL
     first copy of each key kept; atomic (`os.replace` of a fsynced temporary); then delete the
     shards. Returns the number of rows."""
     out = Path(output)
-    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    rows: dict[tuple[int, ...], dict[str, Any]] = {}
     for source in [out, *map(Path, shards)]:
         for row in read_rows(source, strict=False):
             rows.setdefault(row_key(row), row)

@@ -18,7 +18,7 @@ from .io import UsageError
 from .options import to_flags
 from .plan import GENERATE_FLAGS, GeneratePlan
 
-__all__ = ["Models", "load_models", "one_line"]
+__all__ = ["Models", "encode_batch", "load_models", "one_line"]
 
 logger = logging.getLogger("redge_guidance.cli")
 
@@ -30,6 +30,7 @@ class Models:
     tm: Any  # TextModel
     parts: dict[str, Any]
     guidance: Any  # RewardGuidance
+    reward: Any  # the (weighted sum of) reward(s), what `--search` scores
     pipe: Any  # MaskedDiffusionPipeline
     device: Any
 
@@ -96,6 +97,7 @@ def load_models(plan: GeneratePlan) -> Models:
         reward, parts = build_reward(plan.specs, tm, device=device, dtype=dtype)
         _probe_user_rewards(plan, tm, parts, device)
         guidance = RewardGuidance(reward, plan.config, mask_token_id=tm.mask_token_id)
+        _check_search_reward(plan, reward)
     except ValueError as err:
         raise UsageError(to_flags(str(err), GENERATE_FLAGS)) from None
 
@@ -109,7 +111,38 @@ def load_models(plan: GeneratePlan) -> Models:
         temperature=args.temperature,
     )
     pipe.set_progress_bar_config(disable=True)
-    return Models(tm=tm, parts=parts, guidance=guidance, pipe=pipe, device=device)
+    return Models(tm=tm, parts=parts, guidance=guidance, reward=reward, pipe=pipe, device=device)
+
+
+def _check_search_reward(plan: GeneratePlan, reward: Any) -> None:
+    """`--remask-select gradient` needs a reward with a gradient (known once it is built)."""
+    config = plan.search.config if plan.search is not None else None
+    if getattr(config, "select", None) == "gradient" and not getattr(
+        reward, "differentiable", True
+    ):
+        raise UsageError(
+            f"`--remask-select gradient` needs a differentiable reward, but "
+            f"{type(reward).__name__} is not. Use `--remask-select confidence`."
+        )
+
+
+def encode_batch(plan: GeneratePlan, m: Models, keys: list[tuple[int, int]]):
+    """The prompts of `keys`, left-padded, then `--length` mask tokens: `(ids, am, width)`, ids
+    and attention mask `(B, width + L)` on the CPU, `width` the padded prompt length."""
+    import torch
+
+    tok = m.tm.tokenizer
+    enc = tok(
+        [plan.prompts[pid] for pid, _ in keys],
+        add_special_tokens=False,
+        padding=tok.pad_token_id is not None,  # left padding (`_load_tokenizer`)
+        return_tensors="pt",
+    )
+    B, width, L = len(keys), enc["input_ids"].shape[1], plan.args.length
+    mask = torch.full((B, L), m.tm.mask_token_id, dtype=torch.long)
+    ids = torch.cat([enc["input_ids"].long(), mask], 1)
+    am = torch.cat([enc["attention_mask"].long(), torch.ones((B, L), dtype=torch.long)], 1)
+    return ids, am, width
 
 
 def one_line(err: BaseException) -> str:

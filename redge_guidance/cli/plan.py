@@ -22,6 +22,7 @@ from .._seeding import derive_seed
 from .checks import check_output_path, has_content
 from .io import UsageError, iter_rows, read_prompts, row_key, shard_path, shard_paths
 from .options import build_guidance_config, guidance_settings, to_flags
+from .search import SearchSettings, check_search, search_settings
 
 __all__ = [
     "CLI_GUIDANCE_DEFAULTS",
@@ -138,17 +139,28 @@ class GeneratePlan:
     dist: Dist
     out_path: Path | None = None
     my_path: Path | None = None
-    done: set[tuple[int, int]] = field(default_factory=set)
+    done: set[tuple[int, ...]] = field(default_factory=set)  # the row keys already written
+    search: SearchSettings | None = None
+
+    def row_keys(self, key: tuple[int, int]) -> list[tuple[int, ...]]:
+        """The row keys a `(prompt_id, sample_id)` writes (one per particle with
+        `--keep-particles`)."""
+        if self.search is None or not self.search.keep_particles:
+            return [key]
+        return [(*key, j) for j in range(self.search.rows_per_key)]
 
     def todo(self) -> Iterator[tuple[int, list[tuple[int, int]]]]:
         """`(k, keys)` of this process's batches with a row still missing."""
         for k in self.job.my_batches():
             keys = self.job.keys(k)
-            if any(key not in self.done for key in keys):
+            if any(rk not in self.done for key in keys for rk in self.row_keys(key)):
                 yield k, keys
 
     def n_done_mine(self) -> int:
-        return sum(1 for pid, sid in self.done if self._mine(pid, sid))
+        """`(prompt_id, sample_id)` pairs of this process with every row written."""
+        pairs = {key[:2] for key in self.done}
+        complete = [k for k in pairs if all(rk in self.done for rk in self.row_keys(k))]
+        return sum(1 for pid, sid in complete if self._mine(pid, sid))
 
     def _mine(self, pid: int, sid: int) -> bool:
         index = pid * self.job.num_samples + sid
@@ -159,6 +171,15 @@ class GeneratePlan:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Flag combinations and sizes: everything decidable from the arguments alone."""
+    keep = getattr(args, "keep_particles", False)
+    if args.compare and keep:
+        raise UsageError(
+            "`--compare` puts the unguided row beside each row of the same sample, but with "
+            "`--keep-particles` rows are particles of two separate populations: nothing to pair. "
+            "Drop `--compare` (it is off by default with `--keep-particles`)."
+        )
+    if args.compare is None:  # on by default, except where it means nothing
+        args.compare = not keep
     if args.resume and args.overwrite:
         raise UsageError("pass `--resume` or `--overwrite`, not both.")
     if (args.resume or args.overwrite) and not args.output:
@@ -183,7 +204,11 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def _run_hash(
-    args: argparse.Namespace, prompts: list[str], specs: list[Any], config_json: str
+    args: argparse.Namespace,
+    prompts: list[str],
+    specs: list[Any],
+    config_json: str,
+    search: SearchSettings | None = None,
 ) -> str:
     """Hash of everything that determines the rows (not device, threads or output options)."""
     payload = {
@@ -201,6 +226,8 @@ def _run_hash(
         "batch_size": args.batch_size,
         "compare": args.compare,
     }
+    if search is not None:  # absent for `--search none`: the hash of plain runs is unchanged
+        payload["search"] = search.to_dict()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -251,15 +278,28 @@ def make_plan(args: argparse.Namespace, prog: str) -> GeneratePlan:
     except ValueError as err:
         raise UsageError(to_flags(str(err), GENERATE_FLAGS)) from None
     config = build_guidance_config(guidance_settings(args, CLI_GUIDANCE_DEFAULTS, prog), prog)
+    search = search_settings(args)
+    if search is not None:
+        largest = min(args.batch_size, len(prompts) * args.num_samples)
+        check_search(
+            search,
+            guided=config.n_opt_steps > 0,
+            handoff=config.handoff,
+            argmax_flag=("--temperature 0", "--temperature 1") if args.temperature == 0 else None,
+            unmasking=args.order,
+            steps=args.steps,
+            rows=largest,
+        )
     dist = Dist()
     plan = GeneratePlan(
         args=args,
         prompts=prompts,
         specs=specs,
         config=config,
-        run_hash=_run_hash(args, prompts, specs, config.to_json()),
+        run_hash=_run_hash(args, prompts, specs, config.to_json(), search),
         job=Job(len(prompts), args.num_samples, args.batch_size, dist.rank, dist.world),
         dist=dist,
+        search=search,
     )
     if args.output:
         plan.out_path = Path(args.output)

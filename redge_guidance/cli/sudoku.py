@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 import warnings
@@ -33,6 +34,7 @@ from typing import Any
 from .checks import add_run_flags, check_output_path, has_content, resolve_device
 from .io import LineWriter, UsageError, int_at_least, repair_trailing_line
 from .options import add_guidance_flags, check_estimator, to_flags
+from .search import add_search_flags, check_search, search_settings
 
 __all__ = ["add_parser", "run"]
 
@@ -89,10 +91,23 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--restarts",
         type=int_at_least(0),
-        default=4,
+        default=None,
         metavar="N",
         help="re-solve grids that still break a rule up to this many times (default 4; 0 = one "
         "pass; ignored with --no-prior)",
+    )
+    p.add_argument(
+        "--unmasking",
+        choices=("confidence", "random"),
+        default="confidence",
+        help="which blank cells each step fills: the most confident first (default) or at random",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="sampling temperature of each cell's digit (default 0 = argmax, the solver's)",
     )
     p.add_argument("--no-prior", action="store_true", help="optimise the logits directly, no prior")
     p.add_argument(
@@ -114,6 +129,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default="cpu",
         help="cpu (default), cuda, cuda:1, mps or auto (cuda if available)",
     )
+    add_search_flags(p, none_help="the solver's own pass and --restarts", keep_particles=False)
     add_run_flags(
         p, quiet_help="no progress bar (weight loading included), only errors and summary"
     )
@@ -203,7 +219,14 @@ def _check_options(args: argparse.Namespace, puzzles: _Input):
             f"each step fills at least one cell, so the extra steps would do nothing. Use "
             f"`--steps {blanks}` or fewer."
         )
+    t = args.temperature
+    if not math.isfinite(t) or t < 0:
+        raise UsageError(
+            f"`--temperature` must be >= 0, got {t}; use 0 for argmax (the default) or 1 to "
+            "sample the prior's distribution."
+        )
     args.resolved_device = resolve_device(args.device)
+    args.search_settings = _check_search(args, puzzles, n_opt)
     if args.no_prior:
         return None
     from ..sudoku.solver import default_guidance
@@ -220,6 +243,40 @@ def _check_options(args: argparse.Namespace, puzzles: _Input):
             return default_guidance(**overrides)
     except ValueError as err:
         raise UsageError(to_flags(str(err), _SOLVER_FLAGS)) from None
+
+
+def _check_search(args: argparse.Namespace, puzzles: _Input, n_opt: int | None):
+    """The `--search` settings (None without one) and what they refuse here."""
+    settings = search_settings(args)
+    if settings is None:
+        return None
+    for flag, given in (("--no-prior", args.no_prior), ("--restarts", args.restarts is not None)):
+        if given:
+            raise UsageError(
+                f"`{flag}` does not combine with `--search {settings.method}`: the search "
+                "replaces the solver's own passes. Drop one (`--search refine --rounds N` "
+                "re-solves the cells that break a rule)."
+            )
+    check_search(
+        settings,
+        guided=n_opt != 0,
+        handoff="logits",  # the solver's guidance hands its logits to the scheduler
+        argmax_flag=("--temperature 0", "--temperature 1") if args.temperature == 0 else None,
+        unmasking=args.unmasking,
+        steps=12 if args.steps is None else args.steps,
+        rows=min(args.batch_size, len(puzzles.good)),
+    )
+    return settings
+
+
+def sampler_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`SudokuSolver`'s sampler keywords from `--unmasking` and `--temperature` (0: argmax)."""
+    t = args.temperature
+    return {
+        "unmasking": args.unmasking,
+        "decode": "argmax" if t == 0 else "sample",
+        "temperature": t if t > 0 else 1.0,
+    }
 
 
 # --------------------------------------------------------------------------------- output
@@ -280,7 +337,8 @@ def _make_solver(args: argparse.Namespace, guidance: Any):
     solver = SudokuSolver.from_pretrained(
         guidance=guidance,
         num_inference_steps=12 if args.steps is None else args.steps,
-        restarts=args.restarts,
+        restarts=4 if args.restarts is None else args.restarts,
+        **sampler_options(args),
         device=args.resolved_device,
     )
 
@@ -339,7 +397,13 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     quiet_libraries(args.quiet)
-    solve = _make_solver(args, guidance)
+    spent = None
+    if args.search_settings is not None:
+        from .sudoku_search import make_search_solver
+
+        solve, spent = make_search_solver(args, guidance, args.search_settings)
+    else:
+        solve = _make_solver(args, guidance)
     if args.overwrite:
         out.unlink(missing_ok=True)
     elif done:
@@ -349,6 +413,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(to_flags(str(err), _SOLVER_FLAGS)) from None
     _summary(puzzles, out, time.perf_counter() - start)
+    if spent is not None:
+        print(spent.format(), file=sys.stderr)
     return 1 if puzzles.n_bad else 0
 
 

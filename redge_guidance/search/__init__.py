@@ -15,12 +15,24 @@
 
 from __future__ import annotations
 
-from .api import search
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 from .config import BestOfNConfig, Budget, RefineConfig, SearchConfig, SMCConfig, config_from_dict
-from .llada2 import smc_llada2
-from .resampling import RESAMPLERS, effective_sample_size, normalised_weights, resample
-from .result import ComputeSpent, SearchResult
-from .smc import proposal_log_ratio
+
+# The torch-backed names load on first access, so importing `.config` (what the CLI's `--help`
+# reads) does not import torch.
+_LAZY = {
+    "search": "redge_guidance.search.api",
+    "smc_llada2": "redge_guidance.search.llada2",
+    "RESAMPLERS": "redge_guidance.search.resampling",
+    "effective_sample_size": "redge_guidance.search.resampling",
+    "normalised_weights": "redge_guidance.search.resampling",
+    "resample": "redge_guidance.search.resampling",
+    "ComputeSpent": "redge_guidance.search.result",
+    "SearchResult": "redge_guidance.search.result",
+    "proposal_log_ratio": "redge_guidance.search.smc",
+}
 
 __all__ = [
     "BestOfNConfig",
@@ -39,3 +51,12 @@ __all__ = [
     "search",
     "smc_llada2",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import search
+    from .llada2 import smc_llada2
+    from .resampling import RESAMPLERS, effective_sample_size, normalised_weights, resample
+    from .result import ComputeSpent, SearchResult
+    from .smc import proposal_log_ratio
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY, __all__)

@@ -61,6 +61,7 @@ def run_best_of_n(
         spent=meter.spent,
         particles=candidates if keep else None,
         particle_rewards=cand_rewards.float() if keep else None,
+        picked=best if keep else None,
         budget_exhausted=done < N,
         config=config.to_dict(),
     )

@@ -47,6 +47,9 @@ class SearchResult:
         particles (`torch.LongTensor` of shape `(B, K, L)`, *optional*): every final particle
             (SMC) or candidate (best-of-N).
         particle_rewards (`torch.Tensor` of shape `(B, K)`, *optional*): their rewards.
+        picked (`torch.LongTensor` of shape `(B,)`, *optional*): index of the returned sequence
+            among ``particles`` (SMC, best-of-N), so ``particles[b, picked[b]]`` is
+            ``sequences[b]`` and ``weights[b, picked[b]]`` its weight.
         weights (`torch.Tensor` of shape `(B, K)`, *optional*): normalised final weights of the
             particles (SMC; float64, rows sum to 1).
         ess_history (`torch.Tensor` of shape `(N, B)`, *optional*): effective sample size after
@@ -68,6 +71,7 @@ class SearchResult:
     spent: ComputeSpent
     particles: torch.Tensor | None = None
     particle_rewards: torch.Tensor | None = None
+    picked: torch.Tensor | None = None
     weights: torch.Tensor | None = None
     ess_history: torch.Tensor | None = None
     resampled: torch.Tensor | None = None

@@ -142,6 +142,7 @@ def population_result(config: SMCConfig, pop: Population, particles: torch.Tenso
         spent=ComputeSpent(),
         particles=particles if keep else None,
         particle_rewards=pop.rewards.float() if keep else None,
+        picked=best if keep else None,
         weights=pop.weights() if keep else None,
         ess_history=torch.stack(pop.ess),
         resampled=torch.stack(pop.resampled),
