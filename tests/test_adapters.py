@@ -670,3 +670,126 @@ def test_reward_guidance_in_diffusion_gemma(gemma):
     # the second canvas's reward counts the 9s already committed in the first one
     first, last = hook.trace[0], hook.trace[-1]
     assert first["reward_before"] == 0 and last["reward_before"] == 4 and last["reward_after"] == 8
+
+
+# ------------------------------------------------------------------------------------------------
+# diffusers DiffusionGemmaPipeline through attach (a model proxy, as for LLaDA2)
+# ------------------------------------------------------------------------------------------------
+
+
+class _ChatProcessor:
+    """The one processor method the pipeline calls, over fixed prompt ids (no tokenizer)."""
+
+    eos_token_id = None
+
+    def apply_chat_template(self, messages, **kwargs):
+        return {"input_ids": GEMMA_PROMPT.clone()}
+
+
+def _gemma_pipe(model):
+    from diffusers import BlockRefinementScheduler, DiffusionGemmaPipeline
+
+    scheduler = BlockRefinementScheduler(block_length=4)
+    pipe = DiffusionGemmaPipeline(model=model, scheduler=scheduler, processor=_ChatProcessor())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _run_gemma_pipe(pipe, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return pipe(
+        prompt="hi", gen_length=8, num_inference_steps=3, output_type="seq", generator=g
+    ).sequences
+
+
+@pytest.fixture(scope="module")
+def gemma_pipe_runs(gemma):
+    """Whether the installed diffusers pipeline runs the installed transformers model at all
+    (diffusers 0.42.1 calls a transformers API that 5.24 renamed)."""
+    try:
+        _run_gemma_pipe(_gemma_pipe(gemma))
+    except TypeError as err:
+        pytest.skip(f"diffusers' DiffusionGemmaPipeline cannot run this transformers model: {err}")
+
+
+class _FakeGemma(torch.nn.Module):
+    """A stand-in denoiser with DiffusionGemma's call signature: logits favour token 5."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.config = type("Config", (), {"canvas_length": 4})()
+
+    def forward(self, input_ids=None, *, decoder_input_ids=None, self_conditioning_logits=None):
+        B, C = decoder_input_ids.shape
+        logits = torch.zeros(B, C, 64)
+        logits[..., 5] = 1.0
+        return type("Out", (), {"logits": logits})()
+
+
+def test_diffusion_gemma_proxy_counts_steps_per_canvas_and_guides_every_position():
+    from diffusers import BlockRefinementScheduler, DiffusionGemmaPipeline
+
+    from redge_guidance import attach, detach
+
+    base = _FakeGemma()
+    pipe = DiffusionGemmaPipeline(
+        model=base, scheduler=BlockRefinementScheduler(block_length=4), processor=_ChatProcessor()
+    )
+    hook = Boost(target=9, amount=50.0)
+    attach(pipe, hook)
+    canvas = torch.tensor([[3, 4, 5, 6]])
+    # What the pipeline does: set_timesteps once per call, then per canvas a first decoder call
+    # without self-conditioning and further calls with it.
+    pipe.scheduler.set_timesteps(3, block_length=4)
+    logits = None
+    for _ in range(2):  # two canvases of 3 steps + one corrector sweep
+        for _ in range(4):
+            out = pipe.model(decoder_input_ids=canvas, self_conditioning_logits=logits)
+            logits = out.logits
+            assert (logits.argmax(-1) == 9).all()  # guided at every canvas position
+        logits = None
+    assert [c["step"] for c in hook.calls] == [0, 1, 2, 2] * 2  # capped at num_steps - 1
+    assert {c["num_steps"] for c in hook.calls} == {3} and hook.resets == 1
+    assert all(c["editable"].all() and c["shape"] == (1, 4, 64) for c in hook.calls)
+    assert pipe.model.config.canvas_length == 4  # attributes reach the original model
+    detach(pipe)
+    assert pipe.model is base
+    assert (pipe.model(decoder_input_ids=canvas).logits.argmax(-1) == 5).all()
+    with pytest.raises(ValueError, match="no mask token"):
+        attach(pipe, hook, mask_token_id=3)
+
+
+def test_diffusion_gemma_pipeline_attach_guides_the_canvas(gemma, gemma_pipe_runs):
+    from redge_guidance import attach, detach
+
+    pipe = _gemma_pipe(gemma)
+    plain = _run_gemma_pipe(pipe)
+    hook = Boost(target=0, amount=0.0)
+    attach(pipe, hook)
+    assert torch.equal(_run_gemma_pipe(pipe), plain)  # identity hook: same tokens, same seed
+    assert hook.resets == 1 and len(hook.calls) >= 2
+    assert {c["shape"] for c in hook.calls} == {(1, 4, 64)}  # the canvas, not the prompt
+    assert hook.calls[0]["step"] == 0 and {c["num_steps"] for c in hook.calls} == {3}
+    assert all(c["editable"].all() and c["grad_enabled"] for c in hook.calls)
+    attach(pipe, Boost(target=9, amount=50.0))  # attaching again replaces the hook
+    guided = _run_gemma_pipe(pipe)
+    assert (guided == 9).all() and not (plain == 9).all()
+    detach(pipe)
+    assert torch.equal(_run_gemma_pipe(pipe), plain) and type(pipe.model) is type(gemma)
+    with pytest.raises(ValueError, match="no mask token"):
+        attach(pipe, hook, mask_token_id=3)
+
+
+def test_diffusion_gemma_pipeline_with_reward_guidance(gemma, gemma_pipe_runs):
+    from redge_guidance import RewardGuidance, attach, detach
+    from rewards import TokenSetReward
+
+    pipe = _gemma_pipe(gemma)
+    plain = _run_gemma_pipe(pipe, seed=1)
+    guidance = RewardGuidance(TokenSetReward([9], vocab_size=64), lr=2.0, kl_weight=0.0)
+    attach(pipe, guidance)
+    guided = _run_gemma_pipe(pipe, seed=1)
+    detach(pipe)
+    assert (guided == 9).sum() > (plain == 9).sum()
+    assert all(s["guided"] for s in guidance.trace)

@@ -2,7 +2,7 @@
 
 ```python
 from redge_guidance import attach, detach
-pipe = attach(pipe, guidance)   # diffusers LLaDA2Pipeline, AmusedPipeline (+ Img2Img / Inpaint)
+pipe = attach(pipe, guidance)   # diffusers LLaDA2Pipeline, DiffusionGemmaPipeline, AmusedPipeline
 out = pipe(...)                 # guided
 detach(pipe)                    # back to the untouched pipeline
 ```
@@ -40,6 +40,7 @@ _ADAPTERS: dict[str, str] = {
     "AmusedPipeline": "amused",
     "AmusedImg2ImgPipeline": "amused",
     "AmusedInpaintPipeline": "amused",
+    "DiffusionGemmaPipeline": "diffusion_gemma",
 }
 
 #: Names of the diffusers pipeline classes (and their subclasses) that [`attach`] supports.
