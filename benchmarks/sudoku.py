@@ -59,12 +59,12 @@ from _sudoku_report import (
     write_markdown,
     write_plot,
 )
+from _sudoku_tuning import TUNING_SEED  # tuning puzzles (docs/sudoku.md), never in the test set
 
 _common.use_checkout()
 
 ESTIMATORS = ("straight_through", "gumbel_softmax", "reinmax", "redge", "reindge")
 T_1_ESTIMATORS = ("redge", "redge_cov", "reindge")  # the estimators `--t-1` applies to
-TUNING_SEED = 777  # puzzles used to tune the settings (docs/sudoku.md); never in the test set
 
 # The shipped solver's sampler (12 steps); the guidance is `default_guidance()` with the
 # estimator and the inner budget of the cell (tuned on the tuning puzzles, see docs/sudoku.md).
