@@ -21,8 +21,8 @@ import time
 
 import _common
 import torch
+from _sudoku_data import TUNING_SEED, tuning_puzzles
 
-TUNING_SEED = 777  # seed of the tuning puzzles; the test set is checked disjoint from them
 NAME = "sudoku_tuning"
 
 
@@ -87,18 +87,6 @@ NO_PRIOR_ROWS: list[tuple[str, int, dict]] = [
     for est, lrs in (("straight_through", (0.05, 0.2, 0.5)), ("redge", (0.05, 0.2)))
     for lr in lrs
 ]
-
-
-def tuning_puzzles(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 128 tuning puzzles and their solutions, `(128, 81)` each (cached)."""
-    from redge_guidance.sudoku import data as sd
-
-    path = args.cache / f"tuning_{TUNING_SEED}_128_{args.min_clues}_{args.max_clues}.json"
-    pairs = _common.load_json(path)
-    if pairs is None:
-        pairs = sd.generate_puzzles(128, TUNING_SEED, args.min_clues, args.max_clues)
-        _common.save_json(path, pairs, indent=None)
-    return torch.tensor([p for p, _ in pairs]), torch.tensor([s for _, s in pairs])
 
 
 def guidance(overrides: dict | None):
