@@ -309,7 +309,7 @@ def write_plot(results: dict, path: Path) -> str | None:
         ):
             color, ls = styles[r["method"]]
             if r["method"] == "no_prior" and r["estimator"] != "straight_through":
-                color = "tab:brown"
+                color = "tab:olive" if " " in r["estimator"] else "tab:brown"  # with options
             label = "prior alone" if r["method"] == "prior" else f"no prior ({r['estimator']})"
             ax.axhline(100 * r["argmax"]["solved"], color=color, ls=ls, lw=1, label=label)
     bon = sorted(
