@@ -373,7 +373,7 @@ def _pair_checks(cost_rows) -> list[dict]:
     return checks
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick",
@@ -414,8 +414,18 @@ def main(argv: list[str] | None = None) -> dict:
         help="rewrite <out>/estimators.md from an existing <out>/estimators.json, run nothing",
     )
     args = parser.parse_args(argv)
+    if args.threads < 1 or args.seeds < 1 or (args.samples is not None and args.samples < 2):
+        parser.error(
+            f"--threads and --seeds must be >= 1 and --samples >= 2, got {args.threads}, "
+            f"{args.seeds} and {args.samples}"
+        )
     if args.out is None:
         args.out = Path("/tmp/estimators_tiny") if args.tiny else _common.RESULTS
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     if args.render_only:
         report = _common.load_json(args.out / "estimators.json")
         (args.out / "estimators.md").write_text(markdown(report))

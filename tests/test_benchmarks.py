@@ -1,12 +1,14 @@
 """The benchmark scripts' shared helpers (`benchmarks/_common.py`), their rules that decide
 published numbers (best-of-N size, seeds), and smoke runs of each script.
 
-Scripts run in subprocesses (`benchmarks/rewards.py` would shadow the `rewards` package if its
-folder were first on `sys.path`); the helper modules are imported with the folder appended last.
+`benchmarks/` goes at the end of `sys.path` (first, `benchmarks/rewards.py` would shadow the
+`rewards` package), and scripts load from their files under private module names; the tiny runs
+go to subprocesses, so their global torch state stays out of this one.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -37,6 +39,15 @@ def common(bench_path):
     import _common
 
     return _common
+
+
+def load_script(name: str):
+    """`benchmarks/NAME.py` as a module (`benchmarks/` must be on `sys.path`)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -172,8 +183,7 @@ def _sudoku_results(guided_seconds: float, prior_seconds: float) -> dict:
     ],
 )
 def test_sudoku_best_of_n_gets_at_least_the_guided_time(bench_path, guided, prior, n):
-    import sudoku
-
+    sudoku = load_script("sudoku")
     cell = {"budget": 20, "n": 500, "device": "cpu", "steps": 12, "restarts": 4}
     size, extra = sudoku.best_of_n_size(cell, _sudoku_results(guided, prior))
     assert size == n
@@ -182,9 +192,9 @@ def test_sudoku_best_of_n_gets_at_least_the_guided_time(bench_path, guided, prio
 
 
 def test_sudoku_t_1_cells_are_stored_apart(bench_path):
-    import sudoku
     from _sudoku_report import estimator_label
 
+    sudoku = load_script("sudoku")
     argv = ["--only", "no_prior", "--no-prior-estimators", "straight_through", "redge"]
     default = sudoku.plan(sudoku.parse_args(argv))
     custom = sudoku.plan(sudoku.parse_args([*argv, "--t-1", "0.9"]))
@@ -199,10 +209,12 @@ def test_sudoku_t_1_cells_are_stored_apart(bench_path):
     )
 
 
-def test_sudoku_rejects_a_bad_t_1(capsys):
-    result = run_script("sudoku", "--t-1", "1.5", "--report-only")
-    assert result.returncode == 2
-    assert "--t-1" in result.stderr and "1.5" in result.stderr
+def test_sudoku_rejects_a_bad_t_1(bench_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("sudoku").parse_args(["--t-1", "1.5"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--t-1" in err and "1.5" in err
 
 
 def test_sudoku_tuning_rows_are_distinct_and_build(bench_path):
@@ -217,7 +229,7 @@ def test_sudoku_tuning_rows_are_distinct_and_build(bench_path):
 
 
 def test_text_best_of_n_rounds_never_replay_another_seed(bench_path):
-    import text_steering as ts
+    ts = load_script("text_steering")
 
     seeds = [0, 1, 2, 100]
     rounds = {s: {ts.bon_round_seed(s, r) for r in range(1, 1000)} for s in seeds}
@@ -233,10 +245,11 @@ def test_text_best_of_n_rounds_never_replay_another_seed(bench_path):
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_script_help(name):
-    result = run_script(name, "--help")
-    assert result.returncode == 0, result.stderr
-    assert "usage:" in result.stdout
+def test_script_help(bench_path, name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script(name).parse_args(["--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -250,12 +263,13 @@ def test_script_help(name):
         ("text_steering", "text_steering", ["--report-only"]),
     ],
 )
-def test_committed_markdown_is_what_the_script_renders(name, json_name, extra, tmp_path):
+def test_committed_markdown_is_what_the_script_renders(
+    bench_path, name, json_name, extra, tmp_path, capsys
+):
     """The results schema is what the renderer reads: the committed .md is reproduced exactly."""
     shutil.copy(RESULTS / f"{json_name}.json", tmp_path / f"{json_name}.json")
     out = ["--out-dir" if name == "rewards" else "--out", str(tmp_path)]
-    result = run_script(name, *extra, *out)
-    assert result.returncode == 0, result.stderr
+    load_script(name).main([*extra, *out])
     rendered = (tmp_path / f"{json_name}.md").read_text()
     assert rendered == (RESULTS / f"{json_name}.md").read_text()
 
