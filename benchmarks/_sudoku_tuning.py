@@ -127,6 +127,16 @@ def run_row(model, puzzles, solutions, n: int, solver_opts: dict | None, cfg, ar
     }
 
 
+def all_rows() -> list[tuple[str, int, dict | None, dict | None]]:
+    """Every row in the table's order: `(label, puzzles, solver options or None, config)`."""
+    rows = [(label, n, opts, cfg) for label, n, opts, cfg in ROWS]
+    return rows + [(label, n, None, cfg) for label, n, cfg in NO_PRIOR_ROWS]
+
+
+def row_key(label: str, n: int) -> str:
+    return f"{label}|n={n}"
+
+
 def run_tuning(args: argparse.Namespace, argv: list[str] | None) -> None:
     from redge_guidance.sudoku.solver import _load_prior
 
@@ -140,11 +150,11 @@ def run_tuning(args: argparse.Namespace, argv: list[str] | None) -> None:
     )
     puzzles, solutions = tuning_puzzles(args)
     model = _load_prior(None, torch.device(args.device))
-    rows = [(label, n, opts, cfg) for label, n, opts, cfg in ROWS]
-    rows += [(label, n, None, cfg) for label, n, cfg in NO_PRIOR_ROWS]
+    rows = all_rows()
+    rows = rows[len(ROWS) :] + rows[: len(ROWS)]  # the cheap no-prior rows first
     start = time.time()
     for i, (label, n, opts, cfg) in enumerate(rows):
-        key = f"{label}|n={n}"
+        key = row_key(label, n)
         if key in store and not args.force:
             continue
         if args.time_limit is not None and time.time() - start > args.time_limit:
@@ -173,7 +183,8 @@ def markdown(result: dict) -> str:
             f"{100 * c['cell_accuracy']:.1f}%",
             f"{c['seconds_per_puzzle']:.3f}",
         ]
-        for c in result["cells"].values()
+        for c in (result["cells"].get(row_key(r[0], r[1])) for r in all_rows())
+        if c is not None
     ]
     header = ["setting", "puzzles", "solved", "violations / grid", "cell acc.", "s / puzzle"]
     lines = [

@@ -220,8 +220,8 @@ def test_sudoku_rejects_a_bad_t_1(bench_path, capsys):
 def test_sudoku_tuning_rows_are_distinct_and_build(bench_path):
     import _sudoku_tuning as tuning
 
-    keys = [f"{label}|n={n}" for label, n, *_ in tuning.ROWS + tuning.NO_PRIOR_ROWS]
-    assert len(keys) == len(set(keys))
+    keys = [tuning.row_key(label, n) for label, n, *_ in tuning.all_rows()]
+    assert len(keys) == len(set(keys)) == len(tuning.ROWS) + len(tuning.NO_PRIOR_ROWS)
     config = tuning.guidance({"num_relaxed_samples": 16, "warm_start": 0.5})
     warm = getattr(config, "warm_start", None)
     assert (warm if warm is not None else 1.0 - config.forget) == pytest.approx(0.5)
