@@ -28,6 +28,7 @@ __all__ = [
     "machine_info",
     "md_table",
     "pyplot",
+    "read_results",
     "reset_peak_rss",
     "rss_bytes",
     "save_figure",
@@ -164,6 +165,14 @@ def load_json(path: Path, default: Any = None) -> Any:
     """The parsed JSON at `path`, or `default` when there is no file."""
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else default
+
+
+def read_results(path: Path) -> Any:
+    """A results JSON that must exist (for `--report-only`): exits with a clear message if not."""
+    result = load_json(path)
+    if result is None:
+        raise SystemExit(f"no results file {path}: run the benchmark first, or pass --out DIR.")
+    return result
 
 
 def save_json(path: Path, obj: Any, *, indent: int = 1) -> None:

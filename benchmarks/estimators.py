@@ -427,7 +427,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.render_only:
-        report = _common.load_json(args.out / "estimators.json")
+        report = _common.read_results(args.out / "estimators.json")
         (args.out / "estimators.md").write_text(markdown(report))
         return report
     _common.set_threads(args.threads)

@@ -362,7 +362,7 @@ def to_markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.report_only:
-        result = _common.load_json(args.out / "guidance_overhead.json")
+        result = _common.read_results(args.out / "guidance_overhead.json")
         (args.out / "guidance_overhead.md").write_text(to_markdown(result))
         return result
     result = run(args)

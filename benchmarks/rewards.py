@@ -356,7 +356,7 @@ def measure_cases(cases: dict, kind: str, B: int, L: int, device, repeats: int) 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.report_only:
-        result = _common.load_json(args.out_dir / f"{args.name}.json")
+        result = _common.read_results(args.out_dir / f"{args.name}.json")
     else:
         result = run(args)
         _common.save_json(args.out_dir / f"{args.name}.json", result)

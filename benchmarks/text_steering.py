@@ -481,7 +481,7 @@ def write_reports(result: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.report_only:
-        write_reports(_common.load_json(args.out / f"{NAME}.json"), args.out)
+        write_reports(_common.read_results(args.out / f"{NAME}.json"), args.out)
         return
     if args.tune:
         run_tuning(args)

@@ -89,6 +89,11 @@ def test_save_and_load_json_round_trip(common, tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["r.json"]  # no temporary left
 
 
+def test_read_results_names_the_missing_file(common, tmp_path):
+    with pytest.raises(SystemExit, match="no results file .*missing.json: run the benchmark"):
+        common.read_results(tmp_path / "missing.json")
+
+
 def test_write_results_writes_json_and_markdown(common, tmp_path, capsys):
     json_path, md_path = common.write_results(tmp_path, "bench", {"rows": [1]}, "# Title\n")
     assert json.loads(json_path.read_text()) == {"rows": [1]}
