@@ -295,8 +295,15 @@ def test_script_tiny_run(name, produced, tmp_path):
     assert data["machine"]["torch"] == torch.__version__
 
 
+def skip_unless_slow_selected(request) -> None:
+    """`slow` tests run only when asked for (`-m slow`), as the marker's description says."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("slow: run with -m slow")
+
+
 @pytest.mark.slow
-def test_rewards_tiny_run(tmp_path):  # loads the real MiniLM: ~10 s
+def test_rewards_tiny_run(request, tmp_path):  # loads the real MiniLM: ~10 s
+    skip_unless_slow_selected(request)
     result = run_script("rewards", "--tiny", "--out-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "rewards.json").read_text())["rows"]
@@ -304,7 +311,8 @@ def test_rewards_tiny_run(tmp_path):  # loads the real MiniLM: ~10 s
 
 
 @pytest.mark.slow
-def test_sudoku_tiny_run(tmp_path):  # generates and checks a test set: ~20 s
+def test_sudoku_tiny_run(request, tmp_path):  # generates and checks a test set: ~20 s
+    skip_unless_slow_selected(request)
     result = run_script("sudoku", "--tiny", "--out", str(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr
     cells = json.loads((tmp_path / "sudoku.json").read_text())["cells"]
