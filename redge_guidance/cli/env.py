@@ -10,7 +10,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-__all__ = ["add_parser", "collect", "run"]
+__all__ = ["add_parser", "collect", "machine", "run"]
 
 #: Distributions reported (pip names).
 PACKAGES = (
@@ -56,16 +56,16 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def collect() -> dict[str, Any]:
-    """Everything `env` reports, as a JSON-serialisable dict."""
-    import torch
+def machine() -> dict[str, Any]:
+    """Python, platform, CPUs, torch threads and accelerators, as a JSON-serialisable dict.
 
-    from ..text_rewards import DEFAULT_MODEL_DIR, SENTIMENT_HEAD_DIR, find_minilm_dir
+    The machine part of `collect()`; the benchmarks record it next to their results.
+    """
+    import torch
 
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": {d: _version(d) for d in PACKAGES},
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "cpu_count": os.cpu_count(),
@@ -76,20 +76,34 @@ def collect() -> dict[str, Any]:
             getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
         ),
         "default_device": "cuda" if torch.cuda.is_available() else "cpu",
-        "embedded_model": str(DEFAULT_MODEL_DIR)
-        if (DEFAULT_MODEL_DIR / "model.safetensors").is_file()
-        else None,
-        "sentiment_head": str(SENTIMENT_HEAD_DIR)
-        if (SENTIMENT_HEAD_DIR / "head.safetensors").is_file()
-        else None,
-        "minilm": str(find_minilm_dir()) if find_minilm_dir() is not None else None,
-        "environment": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
     }
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             prop = torch.cuda.get_device_properties(i)
             info["cuda_devices"].append(f"{prop.name} ({prop.total_memory / 2**30:.0f} GiB)")
     return info
+
+
+def collect() -> dict[str, Any]:
+    """Everything `env` reports, as a JSON-serialisable dict."""
+    from ..text_rewards import DEFAULT_MODEL_DIR, SENTIMENT_HEAD_DIR, find_minilm_dir
+
+    host = machine()
+    minilm = find_minilm_dir()
+    return {
+        "python": host.pop("python"),
+        "platform": host.pop("platform"),
+        "packages": {d: _version(d) for d in PACKAGES},
+        **host,
+        "embedded_model": str(DEFAULT_MODEL_DIR)
+        if (DEFAULT_MODEL_DIR / "model.safetensors").is_file()
+        else None,
+        "sentiment_head": str(SENTIMENT_HEAD_DIR)
+        if (SENTIMENT_HEAD_DIR / "head.safetensors").is_file()
+        else None,
+        "minilm": str(minilm) if minilm is not None else None,
+        "environment": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
+    }
 
 
 def run(args: argparse.Namespace) -> int:
