@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import itertools
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from rewards import check_scores, check_vocab_size, finite_checks
 
 from .._seeding import derive_seed
+from ._checks import check_inputs, device_of, module_device, to_device
 from .config import GuidanceConfig, is_int, upgrade_names
 from .inner import InnerProblem, WarmStart
 from .trace import GuidanceStepStats
@@ -260,7 +260,7 @@ class RewardGuidance:
             `torch.Tensor` of shape `(B, L, V)` in ``logits.dtype``: the guided logits (``logits``
             itself at unguided steps).
         """
-        _check_inputs(logits, sample, editable, step, num_steps, generator, attention_mask)
+        check_inputs(logits, sample, editable, step, num_steps, generator, attention_mask)
         call_index = self._calls
         self._calls += 1
         if call_index == 0:  # where the caller's stream stands at the start of this generation
@@ -385,10 +385,10 @@ class RewardGuidance:
     def _reward(self, x: Any, attention_mask: torch.Tensor | None, expected: int) -> torch.Tensor:
         """The reward on ``x``, on the reward's own device (a reward model may live on another
         device than the generator: inputs go there, scores and gradients come back)."""
-        home = _device_of(x)
-        device = _module_device(self.reward)
+        home = device_of(x)
+        device = module_device(self.reward)
         if device is not None and device != home:
-            x = _to_device(x, device)
+            x = to_device(x, device)
             if attention_mask is not None:
                 attention_mask = attention_mask.to(device)
         out = (
@@ -404,25 +404,6 @@ class RewardGuidance:
         self.trace.append(entry)
         if self.callback is not None:
             self.callback(entry)
-
-
-def _module_device(module: Any) -> torch.device | None:
-    """The device of a module's first parameter or buffer (None for plain callables)."""
-    if not isinstance(module, torch.nn.Module):
-        return None
-    for tensor in itertools.chain(module.parameters(), module.buffers()):
-        return tensor.device
-    return None
-
-
-def _device_of(x: Any) -> torch.device:
-    return x.device if isinstance(x, torch.Tensor) else x.weight.device
-
-
-def _to_device(x: Any, device: torch.device) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.to(device)
-    return dataclasses.replace(x, index=x.index.to(device), weight=x.weight.to(device))
 
 
 def _uses_score_function(reward: Any, config: GuidanceConfig) -> bool:
@@ -455,58 +436,3 @@ def _generator_key(generator: torch.Generator | None) -> str:
     state = generator.get_state().cpu().numpy().tobytes()
     position = hashlib.blake2b(state, digest_size=8).hexdigest()
     return f"{generator.initial_seed()}@{position}"
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"shape {tuple(value.shape)} and dtype {value.dtype}."
-    return f"{type(value).__name__}."
-
-
-def _check_inputs(
-    logits: Any,
-    sample: Any,
-    editable: Any,
-    step: Any,
-    num_steps: Any,
-    generator: Any,
-    attention_mask: Any,
-) -> None:
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or not logits.is_floating_point():
-        raise ValueError(
-            f"`logits` must be a float tensor of shape (B, L, V), got {_describe(logits)}"
-        )
-    B, L, V = logits.shape  # batch, length, vocab
-    if (
-        not isinstance(sample, torch.Tensor)
-        or sample.shape != (B, L)
-        or sample.dtype not in (torch.int64, torch.int32)
-    ):
-        raise ValueError(
-            f"`sample` must be an int64 tensor of shape {(B, L)} (the current sequence), got "
-            + _describe(sample)
-        )
-    if (
-        not isinstance(editable, torch.Tensor)
-        or editable.shape != (B, L)
-        or editable.dtype != torch.bool
-    ):
-        raise ValueError(
-            f"`editable` must be a bool tensor of shape {(B, L)}, got {_describe(editable)}"
-            " Pass e.g. `editable=sample == mask_token_id`."
-        )
-    if not is_int(num_steps) or num_steps < 1:
-        raise ValueError(f"`num_steps` must be an integer >= 1, got {num_steps!r}.")
-    if not is_int(step) or not 0 <= step < num_steps:
-        raise ValueError(f"`step` must be an integer in [0, num_steps={num_steps}), got {step!r}.")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(
-            f"`generator` must be a torch.Generator or None, got {type(generator).__name__}."
-        )
-    if attention_mask is not None and (
-        not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != (B, L)
-    ):
-        raise ValueError(
-            f"`attention_mask` must be a tensor of shape {(B, L)} or None, got "
-            + _describe(attention_mask)
-        )
