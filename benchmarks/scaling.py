@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -117,14 +118,8 @@ def make_prompts(tokenizer, n: int, length: int) -> list[dict]:
                 and full[: len(ids)] == ids
                 and len(full) >= len(ids) + length
             ):
-                pool.append(
-                    {
-                        "play": play,
-                        "text": prompt,
-                        "ids": ids,
-                        "reference": full[len(ids) :][:length],
-                    }
-                )
+                reference = full[len(ids) : len(ids) + length]
+                pool.append(dict(play=play, text=prompt, ids=ids, reference=reference))
     if len(pool) < n:
         raise ValueError(f"`--prompts` {n} exceeds the {len(pool)} usable speeches; ask for fewer.")
     return [pool[int(i * len(pool) / n)] for i in range(n)]
@@ -321,6 +316,21 @@ def knob_for(cal: dict, method: str, budget: float, max_knob: int) -> int | None
     return min(max_knob, 1 + math.ceil((goal - c1) / (c2 - c1)))
 
 
+def settings_of(args: argparse.Namespace, prompts: list[dict]) -> dict:
+    """What the cells depend on; a rerun with other settings refuses to mix them."""
+
+    def sha(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()[:12]
+
+    names = ("prompts", "samples", "length", "steps", "threads", "max_knob")
+    return {
+        **{name: getattr(args, name) for name in names},
+        "prompt_ids_sha256": sha(json.dumps([p["ids"] for p in prompts]).encode()),
+        "judge_record_sha256": sha((args.judge / "training_record.json").read_bytes()),
+        **dict(smc_temperature=LAMBDA, guidance_lr=GUIDE_LR, guidance_kl_weight=GUIDE_KL),
+    }
+
+
 def run_grid(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -334,64 +344,38 @@ def run_grid(args: argparse.Namespace) -> dict:
     tok = bench.tm.tokenizer
     prompts = make_prompts(tok, args.prompts, args.length)
     ids, am = batch(prompts, args.samples, args.length, tok.pad_token_id, bench.tm.mask_token_id)
-    settings = {
-        "prompt_ids_sha256": hashlib.sha256(
-            json.dumps([p["ids"] for p in prompts]).encode()
-        ).hexdigest()[:12],
-        "prompts": args.prompts,
-        "samples": args.samples,
-        "length": args.length,
-        "steps": args.steps,
-        "threads": args.threads,
-        "max_knob": args.max_knob,
-        "smc_temperature": LAMBDA,
-        "guidance_lr": GUIDE_LR,
-        "guidance_kl_weight": GUIDE_KL,
-        "judge_record_sha256": hashlib.sha256(
-            (args.judge / "training_record.json").read_bytes()
-        ).hexdigest()[:12],
-    }
+    settings = settings_of(args, prompts)
     result = {} if args.fresh or not path.is_file() else json.loads(path.read_text())
     if result and result.get("settings") != settings:
         raise SystemExit(f"{path} holds other settings; pass --fresh or --out elsewhere.")
     result.update(settings=settings, command="python " + " ".join(sys.argv))
     result["prompts"] = [p["text"] for p in prompts]
     cells = result.setdefault("cells", {})
-    calibrate(bench, ids, am, result.setdefault("calibration", {}), log)
+    cal = calibrate(bench, ids, am, result.setdefault("calibration", {}), log)
     save(path, result)
-    if "reference" not in result:
-        ref = ids[:: args.samples].clone()
-        ref[:, -args.length :] = torch.tensor([p["reference"] for p in prompts])
-        result["reference"] = {t: bench.judge_all(ref, am[:: args.samples], t) for t in TARGETS}
-    cal = result["calibration"]
-    for target in args.targets:
-        for seed in args.seeds:
-            for method in args.methods:
-                for budget in [1.0] if method == "unguided" else args.budgets:
-                    key = f"{target}|{method}|{budget:g}|{seed}"
-                    knob = (
-                        0 if method == "unguided" else knob_for(cal, method, budget, args.max_knob)
-                    )
-                    if key in cells or knob is None:
-                        continue
-                    seqs, cpu = bench.run(method, knob, target, ids, am, seed)
-                    cells[key] = {
-                        "target": target,
-                        "method": method,
-                        "budget": budget,
-                        "seed": seed,
-                        "knob": knob,
-                        "cpu_s": cpu,
-                        "cost_x": cpu / cal["unguided"],
-                        **bench.judge_all(seqs, am, target),
-                    }
-                    save(path, result)
-                    c = cells[key]
-                    log(
-                        f"{key} knob {knob}: {c['cost_x']:.1f}x reward {c['reward']:+.2f} vader "
-                        f"{c['vader']:+.2f} ({c['vader_on_target']:.0%} on target) "
-                        f"ppl {c['ppl']:.0f}"
-                    )
+    ref = ids[:: args.samples].clone()  # one row per prompt, its true continuation
+    ref[:, -args.length :] = torch.tensor([p["reference"] for p in prompts])
+    refs = result.setdefault("reference", {})
+    for t in set(args.targets) - set(refs):
+        refs[t] = bench.judge_all(ref, am[:: args.samples], t)
+    # Seeds outermost, so that a stopped run holds whole seeds of every target and method.
+    for seed, target, method in itertools.product(args.seeds, args.targets, args.methods):
+        for budget in [1.0] if method == "unguided" else args.budgets:
+            key = f"{target}|{method}|{budget:g}|{seed}"
+            knob = 0 if method == "unguided" else knob_for(cal, method, budget, args.max_knob)
+            if key in cells or knob is None:
+                continue
+            seqs, cpu = bench.run(method, knob, target, ids, am, seed)
+            cells[key] = c = {
+                **dict(target=target, method=method, budget=budget, seed=seed, knob=knob),
+                **dict(cpu_s=cpu, cost_x=cpu / cal["unguided"]),
+                **bench.judge_all(seqs, am, target),
+            }
+            save(path, result)
+            log(
+                f"{key} knob {knob}: {c['cost_x']:.1f}x reward {c['reward']:+.2f} vader "
+                f"{c['vader']:+.2f} ({c['vader_on_target']:.0%} on target) ppl {c['ppl']:.0f}"
+            )
     return result
 
 
@@ -408,13 +392,8 @@ def aggregate(result: dict) -> list[dict]:
     for (target, method, budget), cs in sorted(
         groups.items(), key=lambda kv: (kv[0][0], METHODS.index(kv[0][1]), kv[0][2])
     ):
-        row = {
-            "target": target,
-            "method": method,
-            "budget": budget,
-            "knob": sorted({c["knob"] for c in cs}),
-        }
-        row["seeds"] = len(cs)
+        row = dict(target=target, method=method, budget=budget, seeds=len(cs))
+        row["knob"] = sorted({c["knob"] for c in cs})
         for m in METRICS:
             vals = [c[m] for c in cs]
             row[m] = statistics.fmean(vals)
@@ -489,9 +468,10 @@ def plot(result: dict, rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9), squeeze=False)
+    targets = [t for t in TARGETS if any(r["target"] == t for r in rows)]
+    fig, axes = plt.subplots(len(targets), 2, figsize=(12, 4.5 * len(targets)), squeeze=False)
     colors = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    for i, target in enumerate(TARGETS):
+    for i, target in enumerate(targets):
         sign = 1.0 if target == "positive" else -1.0
         ax, ax2 = axes[i]
         points = []
@@ -500,37 +480,19 @@ def plot(result: dict, rows: list[dict], path: Path) -> None:
             if not sub:
                 continue
             xs, ys = [r["cost_x"] for r in sub], [sign * r["vader"] for r in sub]
-            ax.errorbar(
-                xs,
-                ys,
-                yerr=[r["vader_se"] for r in sub],
-                marker="o",
-                color=colors[method],
-                label=method,
-                capsize=3,
-            )
+            style = {"color": colors[method], "label": method}
+            ax.errorbar(xs, ys, yerr=[r["vader_se"] for r in sub], marker="o", capsize=3, **style)
             ppl = [r["ppl"] for r in sub]
-            ax2.scatter(ppl, ys, color=colors[method], label=method)
+            ax2.scatter(ppl, ys, **style)
             points += list(zip(ppl, ys, strict=True))
         ref = result.get("reference", {}).get(target)
         if ref:
-            ax2.scatter(
-                [ref["ppl"]],
-                [sign * ref["vader"]],
-                marker="*",
-                s=150,
-                color="gray",
-                label="held-out text",
-            )
+            star = {"marker": "*", "s": 150, "color": "gray", "label": "held-out text"}
+            ax2.scatter([ref["ppl"]], [sign * ref["vader"]], **star)
         front = pareto(points)
         if front:
-            ax2.step(
-                *zip(*front, strict=True),
-                where="post",
-                color="black",
-                alpha=0.4,
-                label="Pareto front",
-            )
+            xs, ys = zip(*front, strict=True)
+            ax2.step(xs, ys, where="post", color="black", alpha=0.4, label="Pareto front")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("measured CPU cost (x unguided)")
         ax2.set_xlabel("judge-LM perplexity of the continuation (lower = more fluent)")

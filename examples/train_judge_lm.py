@@ -235,7 +235,10 @@ def train(args, model, data, held_windows) -> dict:
         if args.eval_every and step % args.eval_every == 0:
             nll, _ = heldout_nll(model, held_windows[: args.eval_windows])
             state["history"].append({"step": step, "heldout_ppl_subset": round(math.exp(nll), 2)})
-            print(f"step {step} held-out ppl ({args.eval_windows} windows) {math.exp(nll):.1f}")
+            print(
+                f"step {step} held-out ppl ({args.eval_windows} windows) {math.exp(nll):.1f}",
+                flush=True,
+            )
         if args.checkpoint_every and step % args.checkpoint_every == 0:
             state["train_seconds"] = start_seconds + time.time() - t0
             save_checkpoint(ckpt, model, optimizer, state, generator)
