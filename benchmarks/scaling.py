@@ -331,6 +331,25 @@ def settings_of(args: argparse.Namespace, prompts: list[dict]) -> dict:
     }
 
 
+def machine() -> dict:
+    import platform
+
+    import transformers
+
+    info = Path("/proc/cpuinfo")
+    names = re.findall(r"model name\s*:\s*(.*)", info.read_text()) if info.is_file() else []
+    cpu = names[0] if names else platform.processor()
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "load_average": list(os.getloadavg()),
+    }
+
+
 def run_grid(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -348,7 +367,7 @@ def run_grid(args: argparse.Namespace) -> dict:
     result = {} if args.fresh or not path.is_file() else json.loads(path.read_text())
     if result and result.get("settings") != settings:
         raise SystemExit(f"{path} holds other settings; pass --fresh or --out elsewhere.")
-    result.update(settings=settings, command="python " + " ".join(sys.argv))
+    result.update(settings=settings, command="python " + " ".join(sys.argv), machine=machine())
     result["prompts"] = [p["text"] for p in prompts]
     cells = result.setdefault("cells", {})
     cal = calibrate(bench, ids, am, result.setdefault("calibration", {}), log)
@@ -416,7 +435,8 @@ def markdown(result: dict, rows: list[dict]) -> str:
         "",
         f"Command: `{result['command']}`. {st['prompts']} held-out prompts x {st['samples']} rows, "
         f"{st['length']} new tokens, {st['steps']} denoising steps, torch on {st['threads']} "
-        f"thread(s); unguided batch {cal['unguided']:.2f} CPU s (the 1x). Knob: N (best-of-N), K "
+        f"thread(s) on {result['machine']['cpu']} ({result['machine']['cpu_count']} CPUs, shared); "
+        f"unguided batch {cal['unguided']:.2f} CPU s (the 1x). Knob: N (best-of-N), K "
         "(SMC), inner Adam steps (guidance), rounds (refine). `cost` is the measured CPU time / "
         "unguided. `vader`: mean compound of the continuation; `on target`: share on the target "
         "side; `ppl`: judge-LM perplexity of the continuation; `pll`: the generator's own "
