@@ -23,7 +23,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 RESULTS = BENCH / "results"
-SCRIPTS = ("estimators", "guidance_overhead", "rewards", "sudoku", "text_steering")
+SCRIPTS = (
+    "estimators",
+    "guidance_overhead",
+    "rewards",
+    "sudoku",
+    "text_steering",
+    "scale",
+    "scaling",
+    "sudoku_minimal",
+)
 
 
 @pytest.fixture(scope="module")
@@ -317,3 +326,9 @@ def test_sudoku_tiny_run(request, tmp_path):  # generates and checks a test set:
     assert result.returncode == 0, result.stderr
     cells = json.loads((tmp_path / "sudoku.json").read_text())["cells"]
     assert {c["method"] for c in cells.values()} == {"prior", "guided", "best_of_n", "no_prior"}
+
+
+@pytest.mark.parametrize("name", ["scale", "sudoku_minimal"])
+def test_committed_markdown_of_the_newer_scripts_is_what_they_render(bench_path, name):
+    result = json.loads((RESULTS / f"{name}.json").read_text())
+    assert load_script(name).render(result) == (RESULTS / f"{name}.md").read_text()
