@@ -35,7 +35,8 @@ from typing import Any
 import torch
 
 from . import call_guidance, reset_guidance
-from .llada2 import GuidedLLaDA2Model, _SetTimestepsWrapper, _unwrap_scheduler
+from .llada2 import GuidedLLaDA2Model, _SetTimestepsWrapper
+from .llada2 import detach as detach  # the proxy is a GuidedLLaDA2Model: same restore
 
 __all__ = ["GuidedDiffusionGemmaModel", "attach", "detach"]
 
@@ -90,15 +91,6 @@ class GuidedDiffusionGemmaModel(GuidedLLaDA2Model):
                 mask_token_id=None,
             )
         return out
-
-
-def detach(pipe: Any) -> Any:
-    """Restore `pipe.model` and `pipe.scheduler.set_timesteps`; no-op when not attached."""
-    model = pipe.model
-    if isinstance(model, GuidedDiffusionGemmaModel):
-        pipe.model = model.base
-    _unwrap_scheduler(pipe.scheduler)
-    return pipe
 
 
 def attach(
