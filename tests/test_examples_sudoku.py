@@ -67,6 +67,51 @@ def test_trained_prior_loads_in_the_solver(train, tmp_path):
     assert bool(((result.solutions >= 1) & (result.solutions <= 9)).all())
 
 
+def test_minimal_clue_batches_keep_puzzle_and_solution_under_one_symmetry(train, tmp_path):
+    from redge_guidance.sudoku import data as sd
+    from redge_guidance.sudoku import layout as sl
+
+    args = train.parse_args(
+        ["--smoke", "--output", str(tmp_path), "--minimal-pool", "3", "--minimal-fraction", "0.5"]
+    )
+    args.quiet = True
+    grids = sd.generate_grids(3, seed=5)
+    puzzles, solutions = train.minimal_pool(grids, args, tmp_path, torch.device("cpu"))
+    assert (tmp_path / "minimal_pool.pt").is_file()
+    again = train.minimal_pool(grids, args, tmp_path, torch.device("cpu"))  # from the cache
+    assert torch.equal(again[0], puzzles) and torch.equal(again[1], solutions)
+
+    gen = torch.Generator().manual_seed(0)
+    base = torch.tensor(grids)
+    clean, noisy, masked, fixed, t = train.make_batch(
+        base, 8, args, gen, "cpu", (puzzles, solutions)
+    )
+    clues = (clean[:, :81] - sl.DIGIT_OFFSET).tolist()  # [81 clues (0 = blank)] [SEP] [solution]
+    sols = (clean[:, sl.SOLUTION_START :] - sl.DIGIT_OFFSET).tolist()
+    for digits, solution in list(zip(clues, sols, strict=True))[:4]:  # round(8 * 0.5) minimal rows
+        assert sd.is_valid_grid(solution)
+        assert all(d in (0, s) for d, s in zip(digits, solution, strict=True))  # same symmetry
+        assert sd.is_minimal(digits) and sd.solve(digits) == solution
+
+
+def test_init_from_fine_tunes_a_saved_model(train, tmp_path):
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    train.main(["--smoke", "--quiet", "--output", str(base)])
+    train.main(
+        ["--smoke", "--quiet", "--output", str(tuned), "--init-from", str(base), "--max-steps", "1"]
+    )
+    with pytest.raises(SystemExit):
+        train.parse_args(["--smoke", "--init-from", str(tmp_path / "nothing")])
+    with pytest.raises(SystemExit):
+        train.parse_args(["--smoke", "--minimal-fraction", "0.5"])  # no pool to draw from
+    from safetensors.torch import load_file
+
+    a, b = load_file(base / "model.safetensors"), load_file(tuned / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # one step moved the base weights
+    assert max((a[k].float() - b[k].float()).abs().max() for k in a) < 0.1  # ... a little
+
+
 def test_train_sudoku_prior_requires_an_output_unless_smoke(train):
     with pytest.raises(SystemExit):
         train.parse_args([])
