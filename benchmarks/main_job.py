@@ -1,18 +1,20 @@
 """The main job's candidate settings at its own size, scored by judges that did not steer.
 
-`benchmarks/scaling.py` chose the default of `redge-guidance generate` on its judge/fluency front
-(16 new tokens, 4 denoising steps). This script checks that choice where the main job runs: 32 new
-tokens, 16 denoising steps (the CLI defaults), through the CLI itself (`redge-guidance generate
---prompts FILE --output FILE --judge`), on held-out prompts (the speaker and first words of
-speeches from the held-out plays, as in `scaling.py`), toward positive and negative sentiment.
+`benchmarks/scaling.py` maps the judge/fluency front at 16 new tokens and 4 denoising steps, with
+guidance tuned for a few inner steps (lr 3, KL weight 0.01). The main job's default has to sit on
+the front where the main job runs: 32 new tokens, 16 denoising steps (the CLI defaults), its own
+guidance setting. This script measures the candidates there, through the CLI itself
+(`redge-guidance generate --prompts FILE --output FILE --judge`), on held-out prompts (the speaker
+and first words of speeches from the held-out plays, as in `scaling.py`), toward positive and
+negative sentiment.
 
 Settings (each a `generate` command line; `unguided` is the model's own sample of the same seed,
 identical in every cell, from `--compare`):
 
 - `guidance`: `--search none`, the former default (redge, 10 Adam steps of lr 1 per denoising
   step, KL weight 0.02);
-- `best-of-16`, `best-of-32`: `--particles N`, best-of-N over the model's samples by the reward,
-  no gradient guidance (`best-of-32` is the new default, `--search auto`);
+- `best-of-16`, `best-of-32`: `--search best-of-n --particles N --candidates-per-call 16
+  --n-opt-steps 0`, best-of-N over the model's samples by the reward, no gradient guidance;
 - `refine`: `--search refine --rounds 16 --n-opt-steps 0 --remask-select gradient`: 16 rounds of
   remasking the quarter of tokens with the largest reward-gradient gain, re-denoised by the model.
 
@@ -37,10 +39,11 @@ from pathlib import Path
 
 import _common
 
+BEST_OF = ("--search", "best-of-n", "--candidates-per-call", "16", "--n-opt-steps", "0")
 SETTINGS: dict[str, list[str]] = {
     "guidance": ["--search", "none"],
-    "best-of-16": ["--particles", "16"],
-    "best-of-32": ["--particles", "32"],
+    "best-of-16": [*BEST_OF, "--particles", "16"],
+    "best-of-32": [*BEST_OF, "--particles", "32"],
     "refine": [
         *("--search", "refine", "--rounds", "16", "--n-opt-steps", "0"),
         *("--remask-select", "gradient", "--remask-fraction", "0.25"),

@@ -1,8 +1,9 @@
-"""The main job's defaults: `--search auto` (best-of-N without gradient guidance unless a guidance
-flag is given), the judges (`--judge/--no-judge`: rows, printout, summary, when and why they are
-off), and the unguided comparison of a search that does not guide (the model's own sample).
+"""What the main job shows: the judges (`--judge/--no-judge`: rows, printout, summary, when and why
+they are off), and the unguided comparison of a search that does not guide (the model's own
+sample of the same seed).
 
-Tiny settings (length 8, 4 steps, 2 candidates) on the embedded model, the lexicon reward.
+Tiny settings (length 8, 4 steps, 1-2 inner steps, 2-3 candidates) on the embedded model, the
+lexicon reward.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from redge_guidance.cli import build_parser, main
 from redge_guidance.cli.io import UsageError, read_rows
-from redge_guidance.cli.plan import AUTO_SEARCH, CLI_GUIDANCE_DEFAULTS, make_plan
+from redge_guidance.cli.plan import make_plan
 
 needs_vader = pytest.mark.skipif(
     importlib.util.find_spec("vader") is None, reason="needs nltk-vader-sentiment (text extra)"
@@ -26,65 +27,6 @@ PROMPTS = ["--prompt", "JULIET: o", "--prompt", "ROMEO:"]
 def _plan(*argv: str):
     args = build_parser().parse_args(["generate", "--reward", "lexicon:vader", *argv])
     return make_plan(args, "generate")
-
-
-# ------------------------------------------------------------------------------- --search auto
-
-
-def test_auto_search_is_best_of_n_without_guidance():
-    plan = _plan()
-    assert plan.args.search == "best-of-n" and plan.args.auto_search
-    cfg = plan.search.config
-    assert (
-        (cfg.num_candidates, cfg.batch_size)
-        == (32, 16)
-        == (
-            AUTO_SEARCH["particles"],
-            AUTO_SEARCH["candidates_per_call"],
-        )
-    )
-    assert plan.config.n_opt_steps == 0 and plan.args.compare
-    # The other guidance defaults stay those of the CLI (shown in --help, used by --search none).
-    assert plan.config.lr == CLI_GUIDANCE_DEFAULTS["lr"]
-    # Search flags apply to it.
-    assert _plan("--particles", "4").search.config.num_candidates == 4
-    assert _plan("--search", "auto", "--keep-particles").search.keep_particles
-
-
-@pytest.mark.parametrize(
-    "flag",
-    [
-        ["--lr", "0.5"],
-        ["--n-opt-steps", "3"],
-        ["--estimator", "straight_through"],
-        ["--n-steps", "4"],
-    ],
-)
-def test_a_guidance_flag_makes_auto_the_former_default(flag):
-    plan = _plan(*flag)
-    assert plan.args.search == "none" and plan.search is None
-    expected = {**CLI_GUIDANCE_DEFAULTS}
-    if flag[0] == "--n-opt-steps":
-        expected["n_opt_steps"] = 3
-    assert plan.config.n_opt_steps == expected["n_opt_steps"]
-    assert plan.config.kl_weight == CLI_GUIDANCE_DEFAULTS["kl_weight"]
-
-
-def test_config_file_makes_auto_none_and_explicit_searches_are_unchanged(tmp_path):
-    from redge_guidance.guidance import GuidanceConfig
-
-    GuidanceConfig(n_opt_steps=3).to_json_file(tmp_path / "g.json")
-    assert _plan("--config", str(tmp_path / "g.json")).search is None
-    # `--search none` alone: the former default job, exactly.
-    plain = _plan("--search", "none")
-    assert plain.search is None and plain.config.n_opt_steps == CLI_GUIDANCE_DEFAULTS["n_opt_steps"]
-    # An explicit `--search best-of-n` guides each candidate, with the config's 8 candidates.
-    explicit = _plan("--search", "best-of-n")
-    assert explicit.config.n_opt_steps == CLI_GUIDANCE_DEFAULTS["n_opt_steps"]
-    assert explicit.search.config.num_candidates == 8
-    # A search flag with gradient guidance and no search: refused as before.
-    with pytest.raises(UsageError, match="`--particles` is a search setting but no search"):
-        _plan("--lr", "0.5", "--particles", "4")
 
 
 # ------------------------------------------------------------------------------- --judge
@@ -120,19 +62,19 @@ def test_judges_without_the_text_extra(monkeypatch, capsys):
 
 
 @needs_vader
-def test_judged_rows_printout_and_summary(tmp_path, capsys):
+@pytest.mark.parametrize("search", [[], ["--search", "best-of-n", "--particles", "2"]])
+def test_judged_rows_printout_and_summary(tmp_path, capsys, search):
     from transformers import AutoTokenizer
 
     from redge_guidance.text import judges
 
     out = tmp_path / "out.jsonl"
-    argv = ["generate", *TINY, *PROMPTS, "--particles", "2", "--candidates-per-call", "2"]
+    argv = ["generate", *TINY, *PROMPTS, "--n-opt-steps", "1", *search]
     assert main([*argv, "--output", str(out), "--quiet"]) == 0
     rows = read_rows(out)
     tok = AutoTokenizer.from_pretrained(str(judges.JUDGE_LM_DIR))
     lm = judges.load_judge_lm()
     for r in rows:
-        assert r["search"]["method"] == "best-of-n" and r["search"]["num_candidates"] == 2
         prompt = tok(r["prompt"], add_special_tokens=False)["input_ids"]
         for suffix in ("", "_unguided"):
             ids = r["token_ids" + suffix]
@@ -147,31 +89,43 @@ def test_judged_rows_printout_and_summary(tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert lines[0].startswith("guided: the best of 2 samples by lexicon:vader, no gradient")
-    assert lines[0].endswith("unguided: the model's own sample, same seed")
-    assert lines[1].startswith("judges (neither steered): VADER")
+    if search:
+        assert lines[0].startswith(
+            "guided: the best of 2 samples by lexicon:vader, each with redge"
+        )
+        assert lines[0].endswith("unguided: the same search without guidance")
+    else:
+        assert lines[0].startswith("guided: redge guidance (1 Adam step of lr 1 per denoising")
+        assert lines[0].endswith("toward lexicon:vader; unguided: the same seed without guidance")
+    assert lines[1].startswith("judges, neither steered: VADER = compound sentiment")
     judged = [x for x in lines if x.startswith("judges:   VADER ")]
     assert len(judged) == 2 and all("(unguided " in x and "perplexity" in x for x in judged)
     r0 = rows[0]
     assert f"VADER {r0['vader']:+.2f} (unguided {r0['vader_unguided']:+.2f})" in judged[0]
+    assert f"perplexity {r0['ppl']:.1f} (unguided {r0['ppl_unguided']:.1f})" in judged[0]
     summary = captured.err.splitlines()
     head = next(x for x in summary if "mean reward" in x)
     assert head.split()[-2:] == ["VADER", "perplexity"]
-    guided = next(x for x in summary if x.startswith("guided "))
-    mean_vader = sum(r["vader"] for r in rows) / len(rows)
-    geo_ppl = math.exp(sum(math.log(r["ppl"]) for r in rows) / len(rows))
-    assert guided.split()[-2:] == [f"{mean_vader:+.2f}", f"{geo_ppl:.1f}"]
+    for side, suffix in (("guided", ""), ("unguided", "_unguided")):
+        line = next(x for x in summary if x.startswith(side + " "))
+        mean_vader = sum(r["vader" + suffix] for r in rows) / len(rows)
+        geo_ppl = math.exp(sum(math.log(r["ppl" + suffix]) for r in rows) / len(rows))
+        assert line.split()[-2:] == [f"{mean_vader:+.2f}", f"{geo_ppl:.1f}"]
     # --no-judge: no scores, and the run says the judges are off.
     assert main([*argv, "--no-judge"]) == 0
     captured = capsys.readouterr()
     assert "judges off: `--no-judge`." in captured.err and "VADER" not in captured.out
+    assert main([*argv, "--no-judge", "--output", str(tmp_path / "b.jsonl"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""  # --quiet --no-judge: nothing to say
+    assert not {"vader", "ppl"} & set(read_rows(tmp_path / "b.jsonl")[0])
 
 
 def test_a_search_without_guidance_is_compared_with_the_models_own_sample(tmp_path):
-    # The auto search's unguided row is the plain sample of the same seed: exactly the unguided
-    # row of a plain guided run (same batch, same seed).
+    # Best-of-N without guidance is compared with the plain sample of the same seed: exactly the
+    # unguided row of a plain guided run (same batch, same seed).
     base = ["generate", *TINY, *PROMPTS, "--no-judge", "--quiet"]
-    assert main([*base, "--particles", "3", "--output", str(tmp_path / "a.jsonl")]) == 0
+    searched = ["--search", "best-of-n", "--particles", "3", "--n-opt-steps", "0"]
+    assert main([*base, *searched, "--output", str(tmp_path / "a.jsonl")]) == 0
     plain = ["--search", "none", "--n-opt-steps", "1", "--output", str(tmp_path / "b.jsonl")]
     assert main([*base, *plain]) == 0
     searched, guided = read_rows(tmp_path / "a.jsonl"), read_rows(tmp_path / "b.jsonl")

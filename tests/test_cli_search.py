@@ -55,8 +55,7 @@ def _parser_actions() -> dict[str, argparse.Action]:
 
 def test_search_flags_come_from_the_config_fields():
     actions = _parser_actions()
-    assert actions["--search"].choices == ("auto", "none", "best-of-n", "smc", "refine")
-    assert actions["--search"].default == "auto"
+    assert actions["--search"].choices == ("none", "best-of-n", "smc", "refine")
     exposed = {(m, f) for _, fields, _ in SEARCH_FLAGS for m, f in fields.items()}
     for method, cls in METHODS.items():
         names = {f.name for f in dataclasses.fields(cls)}

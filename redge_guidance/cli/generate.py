@@ -10,12 +10,9 @@ written as batches finish; the output file is created by the first row.
 
 "Unguided" means the same batch, same seed, sampled without guidance (`--compare`, on by default):
 the scheduler draws the same uniforms, so the two rows differ only by what guidance changed. A
-search that does not guide (the default, best-of-N over the model's samples) is compared with the
-model's own sample of the same seed instead: run again without guidance it would be itself.
-
-`--search auto` (the default) is best-of-N without gradient guidance (`plan.AUTO_SEARCH`, chosen
-on the judge/fluency front of `benchmarks/results/scaling.md`) unless a guidance flag is given,
-then gradient guidance on one sample (`--search none`), the former default, exactly.
+search that does not guide (`--n-opt-steps 0`, e.g. best-of-N over the model's samples) is
+compared with the model's own sample of the same seed instead (run again without guidance it
+would be itself).
 
 Judges (`--judge`, on where the `text` extra is installed and the embedded model runs): each
 guided and unguided continuation is also scored by VADER's compound and by its perplexity under
@@ -52,7 +49,6 @@ from .options import (
     add_guidance_flags,
 )
 from .plan import (
-    AUTO_SEARCH,
     CLI_GUIDANCE_DEFAULTS,
     DEFAULT_PROMPTS,
     DEFAULT_REWARD,
@@ -254,10 +250,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="generate text steered toward a reward (embedded Shakespeare model by default)",
         description=(
             "Generate text with a masked diffusion model, steered toward a reward by ReDGE\n"
-            "guidance or by search. With no arguments: the embedded Shakespeare model, two\n"
-            "prompts, reward sentiment:positive, the best of 32 samples by reward; prints the\n"
-            "picked and the unguided texts with their reward, an independent judge (VADER) and\n"
-            "fluency (judge-LM perplexity), and a summary."
+            "guidance. With no arguments: the embedded Shakespeare model, two prompts, reward\n"
+            "sentiment:positive; prints guided and unguided texts with their reward, an\n"
+            "independent judge (VADER) and fluency (judge-LM perplexity), and a summary."
         ),
         epilog=(
             "examples:\n"
@@ -273,13 +268,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     _add_prompt_args(p)
     _add_generation_args(p)
     _add_guidance_args(p)
-    add_search_flags(
-        p,
-        auto_help=(
-            f"best-of-n with {AUTO_SEARCH['particles']} candidates and no gradient guidance, "
-            "or none when a guidance flag is given (docs/cli.md)"
-        ),
-    )
+    add_search_flags(p)
     _add_model_args(p)
     _add_output_args(p)
     p.set_defaults(run=run)

@@ -25,7 +25,6 @@ from .options import build_guidance_config, guidance_settings, to_flags
 from .search import SearchSettings, check_search, search_settings
 
 __all__ = [
-    "AUTO_SEARCH",
     "CLI_GUIDANCE_DEFAULTS",
     "DEFAULT_PROMPTS",
     "DEFAULT_REWARD",
@@ -33,10 +32,8 @@ __all__ = [
     "Dist",
     "GeneratePlan",
     "Job",
-    "guidance_flags_given",
     "make_plan",
     "resolve_judges",
-    "resolve_search",
 ]
 
 #: Prompts used when neither `--prompt` nor `--prompts` is given.
@@ -59,29 +56,8 @@ CLI_GUIDANCE_DEFAULTS: dict[str, Any] = {
     # The per-step trace rewards cost two extra reward calls per step; the CLI does not need them.
     "record_rewards": False,
 }
-#: What `--search auto` (the default) runs when no guidance flag is given: best-of-N over the
-#: model's own samples, picked by the reward, no gradient guidance. Chosen on the judge/fluency
-#: front of `benchmarks/results/scaling.md` (judges that did not steer: VADER of the
-#: continuation, perplexity under the judge LM), see docs/cli.md. There best-of-N is the only
-#: method that moves the judge a lot and keeps the judge-LM perplexity within 10% of unguided
-#: (positive: VADER +0.07 -> +0.42, on target 39% -> 77%, perplexity 299 -> 308 at 16x;
-#: negative: on target 28% -> 58%, perplexity 299 -> 316); guidance moves the judge further but
-#: at 2.2x the perplexity (redge 16x: +0.73, 665), refinement lowers perplexity (164) but moves
-#: the judge less (+0.33) and repeats itself (distinct-1 0.43 vs 0.53).
-AUTO_SEARCH: dict[str, Any] = {
-    "search": "best-of-n",
-    # 32 candidates: about the compute of the former default (gradient guidance, 16 steps x 10
-    # Adam steps: ~30x an unguided sample), so the main job still takes well under a minute.
-    "particles": 32,
-    # 16 candidates per prompt in one pipeline call: (prompts x 16) rows per denoiser pass.
-    "candidates_per_call": 16,
-    # No gradient guidance: the pick stays a sample of the model (its fluency).
-    "n_opt_steps": 0,
-}
 #: Why the judges are off when the user turned them off.
 NO_JUDGE = "`--no-judge`"
-#: Flags that ask for gradient guidance: with one of them, `--search auto` is `--search none`.
-GUIDANCE_FLAG_DESTS = ("config", "estimator_option", "old_forget", "old_decode")
 # Library argument names in messages -> the flags of `generate`.
 GENERATE_FLAGS = {
     "num_inference_steps": "--steps",
@@ -197,36 +173,6 @@ class GeneratePlan:
         if not (0 <= pid < self.job.num_prompts and 0 <= sid < self.job.num_samples):
             return False
         return (index // self.job.batch_size) % self.job.world == self.job.rank
-
-
-def guidance_flags_given(args: argparse.Namespace) -> list[str]:
-    """The guidance flags on the command line (`--lr`, `--config`, ...), as typed."""
-    given = []
-    for key, value in vars(args).items():
-        if key.startswith(("g_", "e_")) and value is not None:
-            given.append("--" + key[2:].replace("_", "-"))
-        elif key in GUIDANCE_FLAG_DESTS and value:
-            given.append("--" + key.removeprefix("old_").replace("_", "-"))
-    return given
-
-
-def resolve_search(args: argparse.Namespace) -> dict[str, Any]:
-    """Turn `--search auto` into a method (in `args`); returns the guidance defaults to use.
-
-    `auto` is :data:`AUTO_SEARCH` (best-of-N without gradient guidance) when no guidance flag is
-    given, else `none`: a guidance flag asks for gradient guidance, the former default, exactly.
-    """
-    if getattr(args, "search", "none") != "auto":
-        return dict(CLI_GUIDANCE_DEFAULTS)
-    args.auto_search = not guidance_flags_given(args)
-    if not args.auto_search:
-        args.search = "none"
-        return dict(CLI_GUIDANCE_DEFAULTS)
-    args.search = AUTO_SEARCH["search"]
-    for name in ("particles", "candidates_per_call"):
-        if getattr(args, f"s_{name}", None) is None:
-            setattr(args, f"s_{name}", AUTO_SEARCH[name])
-    return {**CLI_GUIDANCE_DEFAULTS, "n_opt_steps": AUTO_SEARCH["n_opt_steps"]}
 
 
 def resolve_judges(args: argparse.Namespace) -> str | None:
@@ -345,7 +291,6 @@ def _read_done(plan: GeneratePlan) -> None:
 
 def make_plan(args: argparse.Namespace, prog: str) -> GeneratePlan:
     """Check the arguments and decide the work, loading no model (`UsageError` on bad input)."""
-    defaults = resolve_search(args)
     check_arguments(args)
     judge_off = resolve_judges(args)
     if args.prompts is not None:
@@ -366,7 +311,7 @@ def make_plan(args: argparse.Namespace, prog: str) -> GeneratePlan:
         check_model_source(resolve_model_source(args.model))
     except ValueError as err:
         raise UsageError(to_flags(str(err), GENERATE_FLAGS)) from None
-    config = build_guidance_config(guidance_settings(args, defaults, prog), prog)
+    config = build_guidance_config(guidance_settings(args, CLI_GUIDANCE_DEFAULTS, prog), prog)
     search = search_settings(args)
     if search is not None:
         largest = min(args.batch_size, len(prompts) * args.num_samples)

@@ -16,9 +16,9 @@ __all__ = ["JUDGES_LINE", "Summary", "format_row", "setting_lines"]
 
 #: What the judges are (printed once before the rows).
 JUDGES_LINE = (
-    "judges (neither steered): VADER = VADER's compound sentiment of the continuation (a "
-    "rule-based lexicon, -1..1); perplexity = of the continuation under the judge LM (a 4-layer "
-    "GPT-2 trained on the training plays; lower is more fluent)"
+    "judges, neither steered: VADER = compound sentiment of the continuation (-1..1); "
+    "perplexity = of the continuation under the judge LM, a small GPT-2 trained on the "
+    "training plays"
 )
 
 
@@ -65,8 +65,8 @@ def _describe(plan: Any) -> tuple[str, str]:
     reward = " + ".join(s.text for s in plan.specs)
     cfg = plan.config
     guidance = (
-        f"{cfg.estimator} guidance ({cfg.n_opt_steps} Adam steps of lr {cfg.lr:g} per denoising "
-        f"step, KL weight {cfg.kl_weight:g})"
+        f"{cfg.estimator} guidance ({cfg.n_opt_steps} Adam step{'s' * (cfg.n_opt_steps != 1)} "
+        f"of lr {cfg.lr:g} per denoising step, KL weight {cfg.kl_weight:g})"
     )
     if plan.search is None:
         return f"{guidance} toward {reward}", "the same seed without guidance"

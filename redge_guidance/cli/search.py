@@ -142,24 +142,15 @@ def add_search_flags(
     *,
     none_help: str = "one generation per sample",
     keep_particles: bool = True,
-    auto_help: str | None = None,
 ) -> None:
     """The "search" argument group: `--search`, :data:`SEARCH_FLAGS`, `--keep-particles` (unless
-    `keep_particles=False`) and the budget (dest ``s_<flag>``, default None: unset). With
-    `auto_help`, `--search auto` is the default (the command resolves it) and `auto_help` says
-    what it does."""
+    `keep_particles=False`) and the budget (dest ``s_<flag>``, default None: unset)."""
     g = parser.add_argument_group("search (redge_guidance.search: best-of-N, SMC, refinement)")
-    default, text = "none", f"inference-time search (default none: {none_help})"
-    if auto_help is not None:
-        default, text = (
-            "auto",
-            f"inference-time search (default auto: {auto_help}; none: {none_help})",
-        )
     g.add_argument(
         "--search",
-        choices=(*(["auto"] if auto_help is not None else []), "none", *METHODS),
-        default=default,
-        help=text,
+        choices=("none", *METHODS),
+        default="none",
+        help=f"inference-time search (default none: {none_help})",
     )
     for flag, fields, text in SEARCH_FLAGS:
         method, name = next(iter(fields.items()))
