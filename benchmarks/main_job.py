@@ -24,6 +24,7 @@ the continuation (mean ± s.e., share strictly on the target's side), judge-LM p
 token ids, and wall seconds per sample (from the rows; the machine is shared, see `load`).
 
     nice -n 5 python benchmarks/main_job.py            # benchmarks/results/main_job.{json,md}
+    python benchmarks/main_job.py --report-only        # rewrite the .md from the .json
     python benchmarks/main_job.py --tiny               # seconds, into /tmp/main_job_tiny
 """
 
@@ -61,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     p.add_argument("--out", type=Path, default=None, help="default benchmarks/results")
+    p.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json")
     args = p.parse_args(argv)
     args.extra = []
     if args.tiny:
@@ -150,6 +152,7 @@ def markdown(result: dict) -> str:
         "the target's side; `ppl`: judge-LM perplexity (geometric mean over samples); `s/sample`: "
         "wall seconds per sample.",
         "",
+        *[f"Note: {note}\n" for note in result.get("notes", [])],
     ]
     for target in TARGETS:
         cells = {k.split("|")[0]: c for k, c in result["cells"].items() if k.endswith(target)}
@@ -180,6 +183,10 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     _common.use_checkout()
     args = parse_args(argv)
+    if args.report_only:
+        result = _common.read_results(args.out / "main_job.json")
+        _common.write_results(args.out, "main_job", result, markdown(result))
+        return
     _common.set_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     prompts = held_out_prompts(args.prompts)

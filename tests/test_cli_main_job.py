@@ -9,7 +9,10 @@ lexicon reward.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +138,18 @@ def test_a_search_without_guidance_is_compared_with_the_models_own_sample(tmp_pa
         assert s["reward"] >= s["reward_unguided"] - 1e-6 or s["text"] != s["text_unguided"]
     # The pick is the best of 3 by reward: never below the plain sample's reward on average.
     assert sum(s["reward"] for s in searched) >= sum(s["reward_unguided"] for s in searched)
+
+
+def test_committed_main_job_benchmark_is_what_its_script_renders():
+    # docs/cli.md's table of settings comes from benchmarks/results/main_job.md.
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.append(str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_main_job", bench / "main_job.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(bench))
+    result = json.loads((bench / "results" / "main_job.json").read_text())
+    assert module.markdown(result) == (bench / "results" / "main_job.md").read_text()
+    assert all(result["unguided_identical"].values())  # one unguided sample per seed and batch
