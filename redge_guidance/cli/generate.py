@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from .io import (
     row_key,
     shard_paths,
 )
+from .judging import judge_rows, load_judges
 from .load import Models, encode_batch, load_models, one_line
 from .options import (
     ESTIMATOR_FLAGS,
@@ -52,7 +52,6 @@ from .plan import (
     CLI_GUIDANCE_DEFAULTS,
     DEFAULT_PROMPTS,
     DEFAULT_REWARD,
-    NO_JUDGE,
     GeneratePlan,
     make_plan,
 )
@@ -402,23 +401,6 @@ def _search_batch(
     return rows
 
 
-def _judge_rows(judges: Any, tok: Any, rows: list[dict[str, Any]]) -> None:
-    """Add the judges' scores of each row's continuation(s): `vader`, `ppl` (and `_unguided`)."""
-    prompts = [tok(r["prompt"], add_special_tokens=False)["input_ids"] for r in rows]
-    for suffix in ("", "_unguided"):
-        todo = [i for i, r in enumerate(rows) if r.get("token_ids" + suffix) is not None]
-        if not todo:
-            continue
-        scores = judges.score(
-            [prompts[i] for i in todo],
-            [rows[i]["token_ids" + suffix] for i in todo],
-            [rows[i]["text" + suffix] for i in todo],
-        )
-        for i, s in zip(todo, scores, strict=True):
-            rows[i]["vader" + suffix] = round(s.vader, 4)
-            rows[i]["ppl" + suffix] = round(s.ppl, 3) if math.isfinite(s.ppl) else None
-
-
 # --------------------------------------------------------------------------------- run
 
 
@@ -478,7 +460,7 @@ def _loop(plan: GeneratePlan, m: Models, summary: Summary, judges: Any = None) -
                 raise _failure(plan, k, err, n_new) from err
             rows = [r for r in rows if row_key(r) not in plan.done]
             if judges is not None and rows:
-                _judge_rows(judges, m.tm.tokenizer, rows)
+                judge_rows(judges, m.tm.tokenizer, rows)
             if writer is not None:
                 writer.write_rows(rows)
             else:
@@ -503,7 +485,7 @@ def run(args: argparse.Namespace) -> int:
     prog = f"redge-guidance {args.command}" if getattr(args, "command", None) else "generate"
     plan = make_plan(args, prog)  # 1. everything checkable without a model
     models = load_models(plan)  # 2. tokenizer, model, rewards, guidance
-    judges = _load_judges(plan, models)
+    judges = load_judges(plan, models)
     _prepare_output(plan)
     plan.dist.barrier()  # every process has checked the output before anyone writes to it
     summary = Summary()
@@ -524,19 +506,3 @@ def run(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - t_start
         print(summary.format(n_new, seconds, out_path, plan.dist.world), file=sys.stderr)
     return 0
-
-
-def _load_judges(plan: GeneratePlan, m: Models) -> Any:
-    """The judges, or None when off (saying why on stderr, unless `--quiet --no-judge`)."""
-    if plan.judge_off is not None:
-        if plan.dist.main and not (plan.args.quiet and plan.judge_off == NO_JUDGE):
-            print(f"{_prog(plan)}: judges off: {plan.judge_off}.", file=sys.stderr)
-        return None
-    from ..text.judges import TextJudges
-
-    return TextJudges(device=m.device)
-
-
-def _prog(plan: GeneratePlan) -> str:
-    command = getattr(plan.args, "command", None)
-    return f"redge-guidance {command}" if command else "generate"

@@ -21,6 +21,7 @@ from typing import Any
 from .._seeding import derive_seed
 from .checks import check_output_path, has_content
 from .io import UsageError, iter_rows, read_prompts, row_key, shard_path, shard_paths
+from .judging import resolve_judges
 from .options import build_guidance_config, guidance_settings, to_flags
 from .search import SearchSettings, check_search, search_settings
 
@@ -28,12 +29,10 @@ __all__ = [
     "CLI_GUIDANCE_DEFAULTS",
     "DEFAULT_PROMPTS",
     "DEFAULT_REWARD",
-    "NO_JUDGE",
     "Dist",
     "GeneratePlan",
     "Job",
     "make_plan",
-    "resolve_judges",
 ]
 
 #: Prompts used when neither `--prompt` nor `--prompts` is given.
@@ -56,8 +55,6 @@ CLI_GUIDANCE_DEFAULTS: dict[str, Any] = {
     # The per-step trace rewards cost two extra reward calls per step; the CLI does not need them.
     "record_rewards": False,
 }
-#: Why the judges are off when the user turned them off.
-NO_JUDGE = "`--no-judge`"
 # Library argument names in messages -> the flags of `generate`.
 GENERATE_FLAGS = {
     "num_inference_steps": "--steps",
@@ -173,33 +170,6 @@ class GeneratePlan:
         if not (0 <= pid < self.job.num_prompts and 0 <= sid < self.job.num_samples):
             return False
         return (index // self.job.batch_size) % self.job.world == self.job.rank
-
-
-def resolve_judges(args: argparse.Namespace) -> str | None:
-    """Whether to judge the rows (`args.judge` set to a bool); returns why they are off, if off.
-
-    `--judge` (default on where possible) scores each continuation with VADER and the judge LM.
-    It needs the `text` extra and the embedded model (the judge LM reads its token ids): asked
-    for explicitly where it cannot run, it is a `UsageError`; by default it is turned off and
-    the reason is returned (the run prints it).
-    """
-    from ..text.judges import missing_judge_dependency
-    from ..text_rewards import DEFAULT_MODEL_DIR, resolve_model_source
-
-    asked = getattr(args, "judge", None)
-    if asked is False:
-        return NO_JUDGE
-    reason = missing_judge_dependency()
-    source = Path(resolve_model_source(args.model)).expanduser()
-    if reason is None and not (source.is_dir() and source.resolve() == DEFAULT_MODEL_DIR.resolve()):
-        reason = (
-            f"the judge LM reads the embedded model's token ids, not those of `--model` "
-            f"{args.model!r}"
-        )
-    if reason is not None and asked:
-        raise UsageError(f"`--judge`: {reason}. Drop `--judge` (or pass `--no-judge`).")
-    args.judge = reason is None
-    return reason
 
 
 def check_arguments(args: argparse.Namespace) -> None:
