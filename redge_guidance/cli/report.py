@@ -85,7 +85,7 @@ def _describe(plan: Any) -> tuple[str, str]:
 def setting_lines(plan: Any, *, judged: bool) -> list[str]:
     """The lines printed before the rows: what `guided` and `unguided` are, and the judges."""
     guided, unguided = _describe(plan)
-    lines = [f"guided: {guided}; unguided: {unguided}" if plan.args.compare else guided]
+    lines = [f"guided: {guided}" + (f"; unguided: {unguided}" if plan.args.compare else "")]
     if judged:
         lines.append(JUDGES_LINE)
     return lines
