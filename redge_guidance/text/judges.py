@@ -189,12 +189,6 @@ class TextJudges:
         device (*optional*): where to load the default judge LM.
     """
 
-    #: What the judges are, in one line (the CLI prints it).
-    DESCRIPTION = (
-        "VADER compound of the continuation (rule-based lexicon) and its perplexity under the "
-        "judge LM (a 4-layer GPT-2 trained on the training plays)"
-    )
-
     def __init__(self, judge_lm: Any = None, *, device: Any = None) -> None:
         reason = missing_judge_dependency()
         if reason is not None:
