@@ -9,12 +9,21 @@ unfinished batch exactly and writes only its missing rows (same machine, same dt
 written as batches finish; the output file is created by the first row.
 
 "Unguided" means the same batch, same seed, sampled without guidance (`--compare`, on by default):
-the scheduler draws the same uniforms, so the two rows differ only by what guidance changed.
+the scheduler draws the same uniforms, so the two rows differ only by what guidance changed. A
+search that does not guide (`--n-opt-steps 0`, e.g. best-of-N over the model's samples) is
+compared with the model's own sample of the same seed instead (run again without guidance it
+would be itself).
+
+Judges (`--judge`, on where the `text` extra is installed and the embedded model runs): each
+guided and unguided continuation is also scored by VADER's compound and by its perplexity under
+the shipped judge LM (`redge_guidance.text.judges`), models that did not steer it; the rows record
+`vader`, `ppl` (and `_unguided`), the printout and the summary show them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -31,6 +40,7 @@ from .io import (
     row_key,
     shard_paths,
 )
+from .judging import judge_rows, load_judges
 from .load import Models, encode_batch, load_models, one_line
 from .options import (
     ESTIMATOR_FLAGS,
@@ -45,7 +55,7 @@ from .plan import (
     GeneratePlan,
     make_plan,
 )
-from .report import Summary, format_row
+from .report import Summary, format_row, setting_lines
 from .search import add_search_flags
 from .search_rows import search_rows
 
@@ -222,6 +232,14 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
         help="also sample each batch unguided with the same seed (reward_unguided; default on, "
         "off with --keep-particles)",
     )
+    g.add_argument(
+        "--judge",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score each continuation with judges that did not steer: VADER compound and "
+        "perplexity under the shipped judge LM (default on where the text extra is installed "
+        "and the embedded model runs; the run says when and why it is off)",
+    )
     add_run_flags(g, quiet_help="no progress bar (weight loading included), no summary")
 
 
@@ -232,7 +250,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description=(
             "Generate text with a masked diffusion model, steered toward a reward by ReDGE\n"
             "guidance. With no arguments: the embedded Shakespeare model, two prompts, reward\n"
-            "sentiment:positive; prints guided and unguided texts and a summary."
+            "sentiment:positive; prints guided and unguided texts with their reward, an\n"
+            "independent judge (VADER) and fluency (judge-LM perplexity), and a summary."
         ),
         epilog=(
             "examples:\n"
@@ -309,7 +328,7 @@ def _generate_batch(
 ) -> list[dict[str, Any]]:
     """The rows of batch `k` (guided, and unguided with the same seed under `--compare`)."""
     if plan.search is not None:
-        return search_rows(plan, m, k, keys)
+        return _search_batch(plan, m, k, keys)
     tok = m.tm.tokenizer
     ids, am, width = encode_batch(plan, m, keys)  # (B, width + L)
     B = len(keys)
@@ -340,15 +359,45 @@ def _generate_batch(
         if guided.terms is not None:
             row["reward_terms"] = terms(guided.terms, b)
         if unguided is not None:
-            row["reward_unguided"] = round(float(unguided.total[b]), 6)
-            row["text_unguided"] = decode(unguided.seqs[b, width:])
-            row["seconds_unguided"] = round(unguided.seconds / B, 4)
-            if unguided.terms is not None:
-                row["reward_terms_unguided"] = terms(unguided.terms, b)
+            _put_unguided(row, unguided, b, width, decode)
         row.update(
             {"seed": seed, "config_hash": plan.config.config_hash(), "run_hash": plan.run_hash}
         )
         rows.append(row)
+    return rows
+
+
+def _put_unguided(row: dict[str, Any], unguided: _Sampled, b: int, width: int, decode) -> None:
+    """The unguided sample `b` of a batch into `row` (reward, text, ids, time, terms)."""
+    B = unguided.seqs.shape[0]
+    row["reward_unguided"] = round(float(unguided.total[b]), 6)
+    row["text_unguided"] = decode(unguided.seqs[b, width:])
+    row["token_ids_unguided"] = unguided.seqs[b, width:].tolist()
+    row["seconds_unguided"] = round(unguided.seconds / B, 4)
+    if unguided.terms is not None:
+        row["reward_terms_unguided"] = {
+            name: round(float(v[b]), 6) for name, v in unguided.terms.items()
+        }
+
+
+def _search_batch(
+    plan: GeneratePlan, m: Models, k: int, keys: list[tuple[int, int]]
+) -> list[dict[str, Any]]:
+    """The rows of batch `k` under `--search`. A search that does not guide is compared with the
+    model's own sample of the same seed (the same search without guidance would be itself)."""
+    if plan.config.n_opt_steps > 0 or not plan.args.compare:
+        return search_rows(plan, m, k, keys)
+    args = argparse.Namespace(**{**vars(plan.args), "compare": False})
+    rows = search_rows(dataclasses.replace(plan, args=args), m, k, keys)
+    ids, am, width = encode_batch(plan, m, keys)
+    unguided = _sample(plan, m, ids, am, plan.job.seed(plan.args.seed, k), guided=False)
+    tok = m.tm.tokenizer
+
+    def decode(row: Any) -> str:
+        return tok.decode(row.tolist(), skip_special_tokens=True).strip()
+
+    for b, row in enumerate(rows):  # one row per key: `--keep-particles` turns `--compare` off
+        _put_unguided(row, unguided, b, width, decode)
     return rows
 
 
@@ -385,7 +434,7 @@ def _failure(plan: GeneratePlan, k: int, err: Exception, written: int) -> RunFai
     )
 
 
-def _loop(plan: GeneratePlan, m: Models, summary: Summary) -> int:
+def _loop(plan: GeneratePlan, m: Models, summary: Summary, judges: Any = None) -> int:
     """Generate this process's missing rows, writing them as batches finish; returns their count."""
     from tqdm.auto import tqdm
 
@@ -410,6 +459,8 @@ def _loop(plan: GeneratePlan, m: Models, summary: Summary) -> int:
                     raise
                 raise _failure(plan, k, err, n_new) from err
             rows = [r for r in rows if row_key(r) not in plan.done]
+            if judges is not None and rows:
+                judge_rows(judges, m.tm.tokenizer, rows)
             if writer is not None:
                 writer.write_rows(rows)
             else:
@@ -434,10 +485,13 @@ def run(args: argparse.Namespace) -> int:
     prog = f"redge-guidance {args.command}" if getattr(args, "command", None) else "generate"
     plan = make_plan(args, prog)  # 1. everything checkable without a model
     models = load_models(plan)  # 2. tokenizer, model, rewards, guidance
+    judges = load_judges(plan, models)
     _prepare_output(plan)
     plan.dist.barrier()  # every process has checked the output before anyone writes to it
     summary = Summary()
-    n_new = _loop(plan, models, summary)  # 3. the batches
+    if plan.dist.main and plan.out_path is None and plan.job.total > len(plan.done):
+        print("\n".join(setting_lines(plan, judged=judges is not None)), flush=True)
+    n_new = _loop(plan, models, summary, judges)  # 3. the batches
     plan.dist.barrier()
     if not plan.dist.main:
         return 0

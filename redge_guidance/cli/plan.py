@@ -21,6 +21,7 @@ from typing import Any
 from .._seeding import derive_seed
 from .checks import check_output_path, has_content
 from .io import UsageError, iter_rows, read_prompts, row_key, shard_path, shard_paths
+from .judging import resolve_judges
 from .options import build_guidance_config, guidance_settings, to_flags
 from .search import SearchSettings, check_search, search_settings
 
@@ -141,6 +142,8 @@ class GeneratePlan:
     my_path: Path | None = None
     done: set[tuple[int, ...]] = field(default_factory=set)  # the row keys already written
     search: SearchSettings | None = None
+    # Why the judges are off (`--no-judge`, a missing extra, another model); None when on.
+    judge_off: str | None = None
 
     def row_keys(self, key: tuple[int, int]) -> list[tuple[int, ...]]:
         """The row keys a `(prompt_id, sample_id)` writes (one per particle with
@@ -259,6 +262,7 @@ def _read_done(plan: GeneratePlan) -> None:
 def make_plan(args: argparse.Namespace, prog: str) -> GeneratePlan:
     """Check the arguments and decide the work, loading no model (`UsageError` on bad input)."""
     check_arguments(args)
+    judge_off = resolve_judges(args)
     if args.prompts is not None:
         prompts = read_prompts(args.prompts, args.prompt_column)
     else:
@@ -300,6 +304,7 @@ def make_plan(args: argparse.Namespace, prog: str) -> GeneratePlan:
         job=Job(len(prompts), args.num_samples, args.batch_size, dist.rank, dist.world),
         dist=dist,
         search=search,
+        judge_off=judge_off,
     )
     if args.output:
         plan.out_path = Path(args.output)

@@ -158,6 +158,7 @@ def search_rows(
             if unguided is not None:
                 row["reward_unguided"] = round(float(unguided.rewards[b]), 6)
                 row["text_unguided"] = decode(unguided.sequences[b, width:].cpu())
+                row["token_ids_unguided"] = unguided.sequences[b, width:].cpu().tolist()
                 row["seconds_unguided"] = round(unguided.spent.wall_seconds / len(keys), 4)
                 if unguided_terms is not None:
                     row["reward_terms_unguided"] = unguided_terms[b]

@@ -1,0 +1,143 @@
+"""`redge_guidance.text.judges`: the judge LM's continuation NLL and perplexity against a by-hand
+computation, VADER's sign on clear texts, and the error when the `text` extra is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from redge_guidance.text import judges
+
+pytest.importorskip("transformers")
+ROOT = Path(__file__).resolve().parents[1]
+needs_vader = pytest.mark.skipif(
+    importlib.util.find_spec("vader") is None, reason="needs nltk-vader-sentiment (text extra)"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=32, n_positions=12, n_embd=16, n_layer=1, n_head=2)
+    return GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def shipped_lm():
+    return judges.load_judge_lm()
+
+
+def by_hand_nll(lm, prompt: list[int], continuation: list[int]) -> float:
+    """One unpadded row at a time: the summed -log p(token | every token before it)."""
+    ids = torch.tensor([prompt + continuation])
+    with torch.no_grad():
+        logp = lm(input_ids=ids).logits[0].double().log_softmax(-1)
+    start = max(len(prompt), 1)  # the first token of a row has no context
+    return -sum(float(logp[t - 1, ids[0, t]]) for t in range(start, ids.shape[1]))
+
+
+def test_nll_and_perplexity_equal_a_by_hand_computation(tiny_lm):
+    prompts = [[5, 6, 7], [9], [], [1, 2, 3, 4, 5, 6]]
+    conts = [[8, 10, 11], [3, 4], [12, 13, 14], [20]]  # rows of different lengths: padded batch
+    nll = judges.continuation_nll(tiny_lm, prompts, conts)
+    ppl = judges.continuation_perplexity(tiny_lm, prompts, conts)
+    assert nll.shape == ppl.shape == (4,) and nll.dtype == torch.float32
+    for i, (p, c) in enumerate(zip(prompts, conts, strict=True)):
+        expected = by_hand_nll(tiny_lm, p, c)
+        assert nll[i].item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+        n = len(c) if p else len(c) - 1  # no prompt: the first token is context only
+        assert ppl[i].item() == pytest.approx(math.exp(expected / n), rel=1e-5)
+    # A continuation of one token with no prompt has nothing to be read from.
+    assert math.isnan(judges.continuation_perplexity(tiny_lm, [[]], [[3]])[0].item())
+
+
+def test_rows_longer_than_the_context_keep_their_last_tokens(tiny_lm):
+    prompt, cont = list(range(1, 11)), [20, 21, 22, 23]  # 14 tokens, context 12
+    got = judges.continuation_nll(tiny_lm, [prompt], [cont])[0].item()
+    assert got == pytest.approx(by_hand_nll(tiny_lm, prompt[2:], cont), rel=1e-5)
+
+
+def test_shipped_judge_prefers_the_true_continuation(shipped_lm):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(judges.JUDGE_LM_DIR))
+    prompt = tok("friends, romans, countrymen,", add_special_tokens=False)["input_ids"]
+    real = tok("lend me your ears ; i come to bury caesar", add_special_tokens=False)["input_ids"]
+    shuffled = [
+        real[i] for i in torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
+    ]
+    ppl = judges.continuation_perplexity(shipped_lm, [prompt, prompt], [real, shuffled])
+    assert 1 < ppl[0] < ppl[1] < len(tok)
+
+
+def test_same_numbers_as_the_scaling_benchmark(shipped_lm):
+    # The benchmark's own copy of the judge (benchmarks/scaling.py) must agree exactly, so that
+    # it can import this module instead.
+    spec = importlib.util.spec_from_file_location("_scaling", ROOT / "benchmarks" / "scaling.py")
+    scaling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scaling)
+    prompts = [[2000, 15, 300], [], [44] * 130]
+    conts = [[100, 200, 300, 400], [7, 8, 9], [500, 600]]
+    ours = judges.continuation_nll(shipped_lm, prompts, conts)
+    theirs = scaling.continuation_nll(scaling.load_judge_lm(), prompts, conts)
+    assert torch.equal(ours, theirs)
+
+
+@needs_vader
+def test_vader_compound_sign_on_clear_texts():
+    scores = judges.vader_compound(
+        [
+            "what a wonderful, lovely and happy day, i love it",
+            "this is a terrible, hateful and miserable death",
+            "the table has four legs",
+        ]
+    )
+    assert scores[0] > 0.5 and scores[1] < -0.5 and scores[2] == 0.0
+    with pytest.raises(ValueError, match=r"`texts` must be a sequence of strings.*\[text\]"):
+        judges.vader_compound("one string")
+
+
+@needs_vader
+def test_text_judges_scores_a_batch(tiny_lm):
+    j = judges.TextJudges(tiny_lm)
+    scores = j.score([[5, 6], []], [[7, 8, 9], [1, 2]], ["i love you", "i hate you"])
+    nll = judges.continuation_nll(tiny_lm, [[5, 6], []], [[7, 8, 9], [1, 2]])
+    assert [s.tokens for s in scores] == [3, 1]
+    assert scores[0].vader > 0 > scores[1].vader
+    for s, n in zip(scores, nll, strict=True):
+        assert s.nll == pytest.approx(float(n)) and s.ppl == pytest.approx(
+            math.exp(s.nll / s.tokens)
+        )
+    with pytest.raises(ValueError, match="one decoded text per continuation"):
+        j.score([[1]], [[2]], [])
+
+
+def test_missing_text_extra_is_a_clear_error(monkeypatch, tiny_lm):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "vader" else real_find_spec(name, *a),
+    )
+    monkeypatch.setitem(sys.modules, "vader", None)  # `import vader...` raises ImportError
+    monkeypatch.setitem(sys.modules, "vader.analyzer", None)
+    reason = judges.missing_judge_dependency()
+    assert reason is not None and "pip install 'redge-guidance[text]'" in reason
+    with pytest.raises(ImportError, match=r"nltk-vader-sentiment"):
+        judges.load_vader()
+    with pytest.raises(ImportError, match=r"redge-guidance\[text\]"):
+        judges.TextJudges(tiny_lm)
+
+
+def test_bad_arguments_name_themselves(tiny_lm, tmp_path):
+    with pytest.raises(ValueError, match=r"`prompts` and `continuations` must pair up, got 1"):
+        judges.continuation_nll(tiny_lm, [[1]], [[2], [3]])
+    with pytest.raises(ValueError, match=r"`folder` .* is not a folder"):
+        judges.load_judge_lm(tmp_path / "nope")
