@@ -194,8 +194,6 @@ class InnerProblem:
         B, L, V = self.B, self.L, self.V
         in_vocab = (sample >= 0) & (sample < V)
         ids = sample.clamp(0, V - 1).unsqueeze(-1)
-        base = torch.zeros(B, L, V, dtype=self.work_dtype, device=self.device)
-        base.scatter_(-1, ids, 1.0)
         if mask_token_id is not None:
             still_masked = (sample == mask_token_id) | ~in_vocab
         else:  # a position whose current token has a masked logit is still masked
@@ -204,6 +202,8 @@ class InnerProblem:
         soft_rows = still_masked & ~self.editable
         if self.sparse_input:
             return self._sparse_context(ids.squeeze(-1), soft_rows)
+        base = torch.zeros(B, L, V, dtype=self.work_dtype, device=self.device)
+        base.scatter_(-1, ids, 1.0)
         if bool(soft_rows.any()):
             ctx = self.logits[soft_rows].to(self.dtype)
             ctx = ctx.masked_fill(ctx <= torch.finfo(self.in_dtype).min, self.low)
