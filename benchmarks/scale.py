@@ -12,6 +12,11 @@ already take.
 
     python benchmarks/scale.py                  # the CPU cells that fit a 2-core, 24 GB machine
     python benchmarks/scale.py --device cuda    # the full grid on a GPU, under 8 minutes
+    python benchmarks/scale.py --cells 256x1:top64 256x1:top64:bf16 256x1:top64:compile
+
+A cell is ``LxB:support`` with optional variants ``:bf16`` (``mixed_precision="bf16"``) and
+``:compile`` (``compile=True``); a compiled cell's first call (the compilation) is reported apart
+and the fastest of the later repeats is kept.
 
 ``results/scale_before_3a27d91.*`` is the dense cell of the release before the renovation,
 measured with this script's first (stand-alone) version copied into a checkout of 3a27d91; the
@@ -67,14 +72,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _parse_cell(cell: str) -> tuple[int, int, int | None]:
+_VARIANTS = {"bf16": ("mixed_precision", "bf16"), "compile": ("compile", True)}
+
+
+def _parse_cell(cell: str) -> tuple[int, int, int | None, dict]:
     try:
-        shape, support = cell.split(":")
+        shape, support, *variants = cell.split(":")
         L, B = (int(x) for x in shape.split("x"))
         top_k = None if support == "dense" else int(support.removeprefix("top"))
-    except ValueError:
-        raise ValueError(f"cell {cell!r} must look like 256x1:dense or 1024x8:top64") from None
-    return L, B, top_k
+        options = dict(_VARIANTS[v] for v in variants)
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"cell {cell!r} must look like 256x1:dense, 1024x8:top64 or 256x1:top64:bf16:compile"
+        ) from None
+    return L, B, top_k, options
 
 
 def build_models(device: torch.device, layers: int, dtype: torch.dtype):
@@ -146,7 +157,7 @@ def run_cell(cell: str, models, args, device: torch.device) -> dict:
     from redge_guidance import RewardGuidance
     from rewards import SequenceClassifierReward
 
-    L, B, top_k = _parse_cell(cell)
+    L, B, top_k, variant = _parse_cell(cell)
     generator, classifier = models
     reward = SequenceClassifierReward(classifier, label=1, add_special_tokens=False)
     scheduler = MaskedDiffusionScheduler(mask_token_id=MASK_ID)
@@ -157,12 +168,15 @@ def run_cell(cell: str, models, args, device: torch.device) -> dict:
     editable = ids == MASK_ID
     memory = Memory(device)
     best: dict | None = None
-    options = {"n_opt_steps": args.n_opt_steps, "record_rewards": False}
+    options = {"n_opt_steps": args.n_opt_steps, "record_rewards": False, **variant}
     if top_k is not None:
         options["top_k"] = top_k
     if "profile" in inspect.signature(RewardGuidance).parameters:
         options["profile"] = True  # (releases before 0.2 always timed their phases)
-    for _ in range(args.repeats):
+    # A compiled cell pays the compilation at its first call: that call is timed apart.
+    repeats = args.repeats + (1 if variant.get("compile") else 0)
+    first_hook_s = None
+    for repeat in range(repeats):
         hook = RewardGuidance(reward, mask_token_id=MASK_ID, **options)
         with torch.no_grad():
             _sync(device)
@@ -182,11 +196,16 @@ def run_cell(cell: str, models, args, device: torch.device) -> dict:
             _sync(device)
             t_sched = time.perf_counter() - t0
         timing = hook.trace[-1]["timing"]
+        if repeat == 0 and variant.get("compile"):
+            first_hook_s = t_hook
+            del logits, guided, hook
+            continue
         row = {
             "cell": cell,
             "L": L,
             "B": B,
             "support": "dense" if top_k is None else f"top-{top_k}",
+            "variant": "+".join(k for k, v in _VARIANTS.items() if v[0] in variant) or "eager",
             "model_forward_s": t_model,
             "scheduler_step_s": t_sched,
             "hook_s": t_hook,
@@ -205,6 +224,7 @@ def run_cell(cell: str, models, args, device: torch.device) -> dict:
         if best is None or row["guided_step_s"] < best["guided_step_s"]:
             best = row
         del logits, guided, hook
+    best["first_call_hook_s"] = first_hook_s  # compiled cells: the call that compiled
     return best
 
 
@@ -220,14 +240,20 @@ def render(result: dict) -> str:
         f"{result['reward_params'] / 1e6:.0f} M params, {result['n_opt_steps']} inner steps, "
         f"{result['dtype']}. Command: `{result['command']}`.",
         "",
-        "| L x B | support | model fwd s | hook s | reward f+b s | hook own s | hook own % of "
-        "guided | guided / unguided | hook peak extra (fp32 logits) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| L x B | support | variant | model fwd s | hook s | reward f+b s | hook own s | "
+        "relax + KL + Adam s | hook own % of guided | guided / unguided | "
+        "hook peak extra (fp32 logits) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
+        ph = r["hook_phases_s"]
+        inner = ph["relaxation"] + ph["kl"] + ph["optimizer"]
+        first = r.get("first_call_hook_s")
+        variant = r.get("variant", "eager") + (f" (1st call {first:.1f} s)" if first else "")
         lines.append(
-            f"| {r['L']} x {r['B']} | {r['support']} | {r['model_forward_s']:.2f} | "
+            f"| {r['L']} x {r['B']} | {r['support']} | {variant} | {r['model_forward_s']:.2f} | "
             f"{r['hook_s']:.2f} | {r['reward_fwd_bwd_s']:.2f} | {r['hook_own_s']:.2f} | "
+            f"{inner:.2f} | "
             f"{100 * r['hook_own_share']:.1f}% | {r['guided_over_unguided']:.2f} | "
             f"{r['hook_peak_extra_bytes'] / 2**20:.0f} MiB "
             f"({r['hook_peak_in_fp32_logits']:.2f}) |"
@@ -236,7 +262,11 @@ def render(result: dict) -> str:
         "",
         "Hook own = setup + relaxation + KL + optimiser + scoring (everything but the model and "
         "the reward's forward/backward). Peak extra: the hook's peak memory above what was "
-        "allocated before it ran, and in units of one fp32 copy of the logits.",
+        "allocated before it ran, and in units of one fp32 copy of the logits. Variant: eager "
+        "(default), bf16 (`mixed_precision='bf16'`), compile (`compile=True`; its first call, "
+        "which compiles, in brackets, and excluded from the other columns). On CPU, memory is "
+        "the process's peak RSS, so freed-and-reused buffers and the allocator's caching blur "
+        "small differences.",
         "",
     ]
     return "\n".join(lines)

@@ -6,6 +6,8 @@
 - :mod:`.inner`: :class:`InnerProblem`, the optimisation of one guided step (what search reuses
   as a proposal).
 - :mod:`.gradients`: pathwise and score-function gradients of the reward term.
+- :mod:`.optim`: Adam on φ (eager or compiled) and the per-sample early stop.
+- :mod:`.compiled`: the inner step as pure functions for ``torch.compile`` (``compile=True``).
 - :mod:`.trace`: :class:`GuidanceStepStats`, what one call did.
 
 The maths, as the project implements it, is in ``docs/method.md`` (arXiv 2601.00781 for ReDGE).

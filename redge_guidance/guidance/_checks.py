@@ -14,11 +14,21 @@ __all__ = ["check_inputs", "device_of", "module_device", "to_device"]
 
 
 def module_device(module: Any) -> torch.device | None:
-    """The device of a module's first parameter or buffer (None for plain callables)."""
+    """Where a module computes: the execution device of the first accelerate hook found in it
+    (``device_map``, ``dispatch_model``, ``cpu_offload``: its weights may sit on ``meta`` or on
+    the CPU until the hook moves them), else the device of its first parameter or buffer that is
+    not on ``meta``; None for plain callables."""
     if not isinstance(module, torch.nn.Module):
         return None
+    for sub in module.modules():
+        hook = getattr(sub, "_hf_hook", None)
+        for h in getattr(hook, "hooks", None) or (hook,):  # a SequentialHook holds several
+            device = getattr(h, "execution_device", None)
+            if device is not None:
+                return torch.device(device)
     for tensor in itertools.chain(module.parameters(), module.buffers()):
-        return tensor.device
+        if tensor.device.type != "meta":
+            return tensor.device
     return None
 
 

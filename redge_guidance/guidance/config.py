@@ -13,10 +13,12 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from ._options import RENAMED, FrozenOptions, is_int, is_real, thaw, upgrade_names
 
 __all__ = ["GuidanceConfig", "FrozenOptions", "CONFIG_NAME"]
 
@@ -26,65 +28,7 @@ CONFIG_NAME = "guidance_config.json"
 _HANDOFFS = ("logits", "argmax")
 _SCORE_FUNCTION = ("auto", "always", "never")
 _OPT_DTYPES = ("float32", "float64")
-# Old field names, read from saved configs and keyword overrides for one release.
-_RENAMED = {"forget": "warm_start", "decode": "handoff"}
-
-
-def is_int(value: Any) -> bool:
-    """True for Python integers, not for bools."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_real(value: Any) -> bool:
-    """True for Python ints and floats, not for bools."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return FrozenOptions(value)
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
-
-
-class FrozenOptions(Mapping):
-    """An immutable, hashable mapping of estimator options (JSON values, lists kept as tuples)."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        items = dict(data or {})
-        object.__setattr__(self, "_items", {k: _freeze(v) for k, v in sorted(items.items())})
-
-    def __getitem__(self, key: str) -> Any:
-        return self._items[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __hash__(self) -> int:
-        return hash(tuple(self._items.items()))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and dict(self._items) == dict(other)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("FrozenOptions is immutable; build a new GuidanceConfig instead.")
-
-    def __repr__(self) -> str:
-        return repr(self._items)
+_MIXED_PRECISION = ("no", "bf16")
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -137,6 +81,16 @@ class GuidanceConfig:
             function for every reward. ``"never"``: a black-box reward is an error.
         optimize_dtype (`Literal["float32", "float64"]`): dtype of φ and of the inner loop; the
             returned logits are in the input dtype.
+        mixed_precision (`Literal["no", "bf16"]`): as accelerate's option of that name. ``"bf16"``:
+            the relaxation's input and output, the reward's input and the gradient it returns are
+            bfloat16 (half the memory of the (S·B, L, V) reward input, no cast for a bf16
+            reward model); φ's master copy, Adam's state, every softmax / log-softmax and the KL
+            stay in ``optimize_dtype``. ``"no"``: everything in ``optimize_dtype``.
+        compile (`bool`): run the inner step through ``torch.compile`` (no graph breaks; sizes
+            that change between guided steps compile once more, as dynamic shapes): the KL, the
+            gradient clipping and an Adam update, and for ReDGE / ReinDGE with the pathwise
+            gradient the relaxation's forward and backward too. The first guided step pays the
+            compilation (tens of seconds on CPU); see ``docs/method.md`` for when it pays.
         top_k (`int | None`): optimise φ only on the model's ``top_k`` most likely tokens at each
             editable position; every other token stays impossible, in the inner loop and in what
             the sampler receives. The KL is still to the full prior (``KL(q ‖ p_S) − log p(S)``).
@@ -219,6 +173,18 @@ class GuidanceConfig:
         default="float32",
         metadata=_help("dtype of the inner optimisation", choices=_OPT_DTYPES),
     )
+    # No mixed precision by default: bf16 pays in memory, not in CPU time (docs/method.md).
+    mixed_precision: Literal["no", "bf16"] = field(
+        default="no",
+        metadata=_help(
+            "bf16: relaxation and reward input in bfloat16, φ/Adam/KL in --optimize-dtype",
+            choices=_MIXED_PRECISION,
+        ),
+    )
+    # Eager by default: compiling costs tens of seconds once and pays only on long generations.
+    compile: bool = field(
+        default=False, metadata=_help("torch.compile the inner step (KL, Adam, ReDGE relaxation)")
+    )
     # The whole vocabulary by default: no token the model allows is out of the reward's reach.
     top_k: int | None = field(
         default=None,
@@ -249,7 +215,7 @@ class GuidanceConfig:
                 "Pass e.g. `estimator_options={'n_steps': 3}`."
             )
         try:
-            json.dumps(_thaw(options))
+            json.dumps(thaw(options))
         except (TypeError, ValueError) as err:
             raise ValueError(
                 f"`estimator_options` must be JSON-serialisable, got {options!r} ({err}). "
@@ -322,6 +288,7 @@ class GuidanceConfig:
             ("handoff", _HANDOFFS),
             ("score_function", _SCORE_FUNCTION),
             ("optimize_dtype", _OPT_DTYPES),
+            ("mixed_precision", _MIXED_PRECISION),
         ):
             value = getattr(self, name)
             if value not in choices:
@@ -331,14 +298,18 @@ class GuidanceConfig:
                 "`score_function='always'` needs `num_relaxed_samples` >= 2 for its leave-one-out "
                 f"baseline, got {self.num_relaxed_samples!r}. Set `num_relaxed_samples=4`."
             )
-        if not isinstance(self.record_rewards, bool):
-            raise ValueError(f"`record_rewards` must be a bool, got {self.record_rewards!r}.")
+        for name in ("record_rewards", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"`{name}` must be a bool, got {getattr(self, name)!r}. "
+                    f"Pass `{name}=True` or `{name}=False`."
+                )
 
     def _build(self) -> Callable[..., Any]:
         from ..estimators import get_estimator
 
         try:
-            return get_estimator(self.estimator, **_thaw(self.estimator_options))
+            return get_estimator(self.estimator, **thaw(self.estimator_options))
         except ValueError as err:
             raise ValueError(
                 f"Invalid `estimator`={self.estimator!r} or `estimator_options`="
@@ -364,7 +335,7 @@ class GuidanceConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain, mutable dict of every field (estimator options as a dict)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["estimator_options"] = _thaw(self.estimator_options)
+        data["estimator_options"] = thaw(self.estimator_options)
         return data
 
     @classmethod
@@ -461,7 +432,7 @@ def _accept_old_names(generated: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(generated)
     def __init__(self: GuidanceConfig, *args: Any, **kwargs: Any) -> None:
-        if kwargs.keys() & _RENAMED.keys():
+        if kwargs.keys() & RENAMED.keys():
             kwargs = upgrade_names(kwargs, "GuidanceConfig")
         generated(self, *args, **kwargs)
 
@@ -469,30 +440,6 @@ def _accept_old_names(generated: Callable[..., None]) -> Callable[..., None]:
 
 
 GuidanceConfig.__init__ = _accept_old_names(GuidanceConfig.__init__)  # type: ignore[method-assign]
-
-
-def upgrade_names(options: dict[str, Any], where: str) -> dict[str, Any]:
-    """Convert the pre-0.2 field names (``forget``, ``decode``) to the current ones, warning once
-    per call; a name given twice (old and new) is an error."""
-    for old, new in _RENAMED.items():
-        if old not in options:
-            continue
-        if new in options:
-            raise ValueError(
-                f"{where} got both `{old}` (deprecated) and `{new}`; pass only `{new}`."
-            )
-        value = options.pop(old)
-        if old == "forget":
-            converted = 1.0 - value if is_real(value) else value
-        else:
-            converted = {"sample": "logits"}.get(value, value)
-        warnings.warn(
-            f"{where}: `{old}={value!r}` is deprecated; use `{new}={converted!r}`.",
-            FutureWarning,
-            stacklevel=3,
-        )
-        options[new] = converted
-    return options
 
 
 def cli_fields() -> list[dataclasses.Field]:

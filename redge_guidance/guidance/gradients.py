@@ -14,12 +14,25 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..estimators.sampling import draw_row_uniforms, sample_from_probs
+from ..estimators.base import compute_dtype
+from ..estimators.diffusion import ReDGE, ReinDGE
+from ..estimators.sampling import draw_row_uniforms, one_hot, sample_from_probs
+from .compiled import chain_grad, chain_sample, compiled
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inner import InnerProblem
 
-__all__ = ["pathwise", "score_function", "check_first_scores"]
+__all__ = ["choose", "pathwise", "compiled_pathwise", "score_function", "check_first_scores"]
+
+
+def choose(problem: InnerProblem):
+    """The gradient of the problem's configuration: score function, the compiled ReDGE /
+    ReinDGE path (``compile=True``), or pathwise through the estimator."""
+    if problem.score_function:
+        return score_function
+    if problem.config.compile and isinstance(problem.estimator, (ReDGE, ReinDGE)):
+        return compiled_pathwise
+    return pathwise
 
 
 def pathwise(
@@ -31,7 +44,8 @@ def pathwise(
     p = problem
     S, B = p.S, p.B
     N, V = phi.shape
-    phi_s = phi.unsqueeze(0).expand(S, N, V) if S > 1 else phi.unsqueeze(0)
+    phi_w = phi.to(p.work_dtype)  # bf16 under mixed precision (φ itself is the master copy)
+    phi_s = phi_w.unsqueeze(0).expand(S, N, V) if S > 1 else phi_w.unsqueeze(0)
     hard = p.estimator(phi_s, generator=p.generator).hard  # (S, N, V)
     with torch.no_grad():
         p.write_rows(buffer, hard.detach())
@@ -48,6 +62,42 @@ def pathwise(
     (grad,) = torch.autograd.grad(hard, phi, grad_outputs=-g_hard.to(hard.dtype))
     p.clock.lap("relaxation")
     return grad, reward_b.detach()
+
+
+def compiled_pathwise(
+    problem: InnerProblem, phi: torch.Tensor, buffer: torch.Tensor, *, check: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pathwise` for ReDGE / ReinDGE with the chain compiled: the same draws from the
+    same generator (uniforms first, then the chain's noise), the chain's forward and its
+    gradient as two compiled graphs (:mod:`.compiled`), the reward eager in between."""
+    p = problem
+    S, B = p.S, p.B
+    N, K = phi.shape
+    est = p.estimator
+    sched = est.schedule
+    cdt = compute_dtype(p.work_dtype)
+    # What the eager estimator computes in: φ rounded to the working dtype, then upcast.
+    theta = phi.detach().to(p.work_dtype).to(cdt).unsqueeze(0).expand(S, N, K)
+    uniforms = draw_row_uniforms(theta, p.generator)  # (S, N)
+    noise = None
+    if not sched.is_straight_through:
+        noise = torch.randn(theta.shape, generator=p.generator, dtype=cdt, device=theta.device)
+    index = compiled(chain_sample)(theta, noise, uniforms, sched)  # (S, N)
+    with torch.no_grad():
+        p.write_rows(buffer, one_hot(index, K, buffer.dtype))
+    x = buffer.detach().requires_grad_(True)
+    p.clock.lap("relaxation")
+    scores = p.reward_call(p.reward_input(x), p.reward_mask, S * B)
+    if check:
+        check_first_scores(p, scores, differentiable=True)
+    reward_b = scores.view(S, B).mean(0)  # (B,)
+    (g_x,) = torch.autograd.grad(reward_b.sum(), x)
+    p.clock.lap("reward")
+    g_hard = p.read_rows(g_x)  # (S, N, K)
+    with torch.no_grad():
+        grad = compiled(chain_grad)(theta, noise, index, -g_hard, sched, est._reinmax_last)
+    p.clock.lap("relaxation")
+    return grad.to(p.work_dtype).to(phi.dtype), reward_b.detach()
 
 
 def score_function(

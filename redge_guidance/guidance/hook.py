@@ -77,7 +77,10 @@ class RewardGuidance:
       generation with the same (advanced) generator gets fresh guidance noise. Pipelines call
       :meth:`reset` at the start of each generation.
     - half-precision logits are optimised in ``optimize_dtype`` (float32) and returned in their
-      own dtype.
+      own dtype; with ``mixed_precision="bf16"`` the relaxation and the reward's input are
+      bfloat16 while φ, Adam and the KL stay in ``optimize_dtype``.
+    - the reward is called on the device it computes on (an accelerate hook's execution device,
+      else its first parameter's): its input goes there, its scores come back to the logits'.
 
     Args:
         reward (`rewards.Reward`): maps ``(B, L, V)`` rows on the simplex to ``(B,)`` scores, higher

@@ -27,14 +27,13 @@ import torch.nn.functional as F
 
 from . import gradients
 from .config import GuidanceConfig
+from .optim import EarlyStop, make_optimizer
 from .support import Support
 from .trace import TIMING_KEYS
 
 __all__ = ["InnerProblem", "WarmStart", "RewardCall"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# Devices with a fused Adam kernel for float32/float64 parameters.
-_FUSED_ADAM = {"cpu": True, "cuda": True}
 
 #: ``reward_call(x, attention_mask, expected) -> (expected,) scores``: the reward with its
 #: output checked (built by the hook).
@@ -149,7 +148,9 @@ class InnerProblem:
         )
         self.device = logits.device
         self.in_dtype = logits.dtype
-        self.dtype = _DTYPES[config.optimize_dtype]
+        self.dtype = _DTYPES[config.optimize_dtype]  # φ's master copy, Adam, softmax, KL
+        # The relaxation's input and output and the reward's input (mixed precision: bf16).
+        self.work_dtype = torch.bfloat16 if config.mixed_precision == "bf16" else self.dtype
         self.low = torch.finfo(self.dtype).min
         self.B, self.L, self.V = logits.shape  # batch, length, vocab
         self.S = config.num_relaxed_samples
@@ -193,8 +194,6 @@ class InnerProblem:
         B, L, V = self.B, self.L, self.V
         in_vocab = (sample >= 0) & (sample < V)
         ids = sample.clamp(0, V - 1).unsqueeze(-1)
-        base = torch.zeros(B, L, V, dtype=self.dtype, device=self.device)
-        base.scatter_(-1, ids, 1.0)
         if mask_token_id is not None:
             still_masked = (sample == mask_token_id) | ~in_vocab
         else:  # a position whose current token has a masked logit is still masked
@@ -203,10 +202,12 @@ class InnerProblem:
         soft_rows = still_masked & ~self.editable
         if self.sparse_input:
             return self._sparse_context(ids.squeeze(-1), soft_rows)
+        base = torch.zeros(B, L, V, dtype=self.work_dtype, device=self.device)
+        base.scatter_(-1, ids, 1.0)
         if bool(soft_rows.any()):
             ctx = self.logits[soft_rows].to(self.dtype)
             ctx = ctx.masked_fill(ctx <= torch.finfo(self.in_dtype).min, self.low)
-            base[soft_rows] = torch.softmax(ctx, dim=-1)
+            base[soft_rows] = torch.softmax(ctx, dim=-1).to(base.dtype)
         if not self.support.dense:  # editable rows are written entry by entry: start at zero
             base[self.editable] = 0.0
         return base
@@ -218,7 +219,7 @@ class InnerProblem:
         an editable row φ's support (weights written by the loop)."""
         K = self.K
         index = ids.unsqueeze(-1).expand(self.B, self.L, K).clone()  # (B, L, K)
-        weight = torch.zeros(self.B, self.L, K, dtype=self.dtype, device=self.device)
+        weight = torch.zeros(self.B, self.L, K, dtype=self.work_dtype, device=self.device)
         weight[..., 0] = 1.0
         if bool(soft_rows.any()):
             values, top = self.logits[soft_rows].topk(K, dim=-1)
@@ -226,7 +227,7 @@ class InnerProblem:
                 values <= torch.finfo(values.dtype).min, self.low
             )
             index[soft_rows] = top
-            weight[soft_rows] = torch.softmax(values, dim=-1)
+            weight[soft_rows] = torch.softmax(values, dim=-1).to(weight.dtype)
         index[self.editable] = self.support.index
         weight[self.editable] = 0.0
         self.context_index = index
@@ -365,37 +366,29 @@ class InnerProblem:
         """
         cfg = self.config
         B = self.B
-        phi = self.phi0.detach().requires_grad_(True)  # (N, K) leaf
+        grad_fn = gradients.choose(self)
+        # The compiled ReDGE relaxation takes its gradient without autograd.
+        phi = self.phi0.detach().requires_grad_(grad_fn is not gradients.compiled_pathwise)
         # φ may share storage with the prior's rows (no warm start): Adam then updates it in
         # place, so nothing may read `prior_rows` after this point.
         self.phi0 = self.prior_rows = None
-        # The fused kernel: one pass per Adam step instead of about six (CPU and CUDA).
-        opt = torch.optim.Adam([phi], lr=cfg.lr, fused=_FUSED_ADAM.get(phi.device.type, False))
+        opt = make_optimizer(self, phi)
         # (S*B, L, V) reward input, sample-major: the context is written once, the editable rows
         # are overwritten in place at each inner step.
         # With S = 1 the context itself is the buffer: only editable rows are written, and every
         # later reader of the context (decoded_reward) rewrites those rows whole.
         buffer = self.context.repeat(self.S, 1, 1) if self.S > 1 else self.context
-        early = _EarlyStop(cfg, B, self.device, self.dtype) if cfg.patience > 0 else None
-        grad_fn = gradients.score_function if self.score_function else gradients.pathwise
+        early = EarlyStop(cfg, B, self.device, self.dtype) if cfg.patience > 0 else None
         steps_run, last_obj = 0, None
         for t in range(cfg.n_opt_steps):
             grad, reward_b = grad_fn(self, phi, buffer, check=check_output and t == 0)
-            kl_b, g_kl = self.kl_and_grad(phi, need_grad=cfg.kl_weight > 0)  # (B,), (N, K)
-            if g_kl is not None:
-                grad = grad.add_(g_kl, alpha=cfg.kl_weight)
+            kl_b = opt.kl(phi, grad)  # (B,); adds the KL's gradient
             self.clock.lap("kl")
             last_obj = reward_b.to(self.dtype) - cfg.kl_weight * kl_b  # (B,)
             if early is not None and early.update(last_obj, phi, self.batch_idx, t):
                 self.clock.lap("optimizer")
                 break
-            if cfg.max_grad_norm is not None:
-                norm = self.per_sample(grad.pow(2).sum(-1)).sqrt()  # (B,)
-                scale = (cfg.max_grad_norm / (norm + 1e-12)).clamp(max=1.0)
-                grad = grad * scale[self.batch_idx].unsqueeze(-1)
-            phi.grad = grad.masked_fill_(self.vmask, 0.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            phi = opt.step(phi)
             if early is not None:
                 early.restore(phi, self.batch_idx)
             steps_run += 1
@@ -435,40 +428,3 @@ def _row_logsumexp(logits: torch.Tensor, rows: torch.Tensor, chunk: int = 64) ->
         torch.logsumexp(flat[index[i : i + chunk]], dim=-1) for i in range(0, len(index), chunk)
     ]
     return torch.cat(parts) if parts else logits.new_zeros(0)
-
-
-class _EarlyStop:
-    """Per-sample patience on the inner objective. A stopped sample's φ rows are frozen at the
-    value they had when it stopped. Costs one host synchronisation per inner step (the loop's
-    exit test), so it exists only when ``patience > 0``."""
-
-    def __init__(self, cfg: GuidanceConfig, B: int, device: torch.device, dtype: Any) -> None:
-        self.tol, self.patience = cfg.tol, cfg.patience
-        self.best = torch.full((B,), -float("inf"), dtype=dtype, device=device)
-        self.stale = torch.zeros(B, dtype=torch.long, device=device)
-        self.done = torch.zeros(B, dtype=torch.bool, device=device)
-        self.stop_at = torch.full((B,), -1, dtype=torch.long, device=device)
-        self.keep: torch.Tensor | None = None
-
-    def update(self, obj: torch.Tensor, phi: torch.Tensor, batch_idx: torch.Tensor, t: int) -> bool:
-        """Record step ``t``'s objective; True when every sample has stopped."""
-        improved = obj > self.best + self.tol
-        self.best = torch.where(improved, obj, self.best)
-        self.stale = torch.where(improved, torch.zeros_like(self.stale), self.stale + 1)
-        newly = (self.stale >= self.patience) & ~self.done
-        if self.keep is None:
-            self.keep = phi.detach().clone()
-        rows = newly[batch_idx].unsqueeze(-1)
-        self.keep = torch.where(rows, phi.detach(), self.keep)
-        self.stop_at = torch.where(newly, torch.full_like(self.stop_at, t), self.stop_at)
-        self.done = self.done | newly
-        return bool(self.done.all())
-
-    def restore(self, phi: torch.Tensor, batch_idx: torch.Tensor) -> None:
-        """Put stopped samples' rows back after an Adam step moved them."""
-        if self.keep is not None:
-            with torch.no_grad():
-                phi.copy_(torch.where(self.done[batch_idx].unsqueeze(-1), self.keep, phi))
-
-    def steps_per_sample(self, n_opt_steps: int) -> list[int]:
-        return torch.where(self.stop_at >= 0, self.stop_at, n_opt_steps).tolist()
