@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from ._tokenizers import decode_batch as _decode_batch
 from ._tokenizers import encode_batch as _encode_batch
 from .base import Reward, check_vocab_size
-from .embedding import EmbeddingInputReward
+from .embedding import EmbeddingInputReward, onloaded
 from .sparse import SparseRows
 
 __all__ = ["VocabularyBridge", "BridgedReward"]
@@ -311,7 +311,9 @@ class BridgedReward(Reward):
         mask = self.bridge.target_mask(x, attention_mask)
         if self.fused:
             r = self.reward
-            emb = self.bridge.embed(x, r.model.get_input_embeddings().weight)  # (B, L*S, H)
+            embedding = r.model.get_input_embeddings()
+            with onloaded(embedding):
+                emb = self.bridge.embed(x, embedding.weight)  # (B, L*S, H)
             if r.embed_scale != 1.0:
                 emb = emb * r.embed_scale
             return r.score_inputs(r.pack(emb, mask))

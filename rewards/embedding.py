@@ -28,7 +28,8 @@ scores come back on `x`'s device in float32.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,30 @@ def _ids_tensor(ids: Sequence[int] | Tensor | None, limit: int, arg: str, owner:
     return t
 
 
+@contextlib.contextmanager
+def onloaded(module: nn.Module) -> Iterator[None]:
+    """Inside, `module.weight` holds real values on the device the module computes on.
+
+    Under accelerate's offloading (`cpu_offload`, disk offload) the weight sits on `meta`
+    between calls and is brought in by the module's hook only for its own forward; reading it
+    directly needs `accelerate.utils.align_module_device`. Tensors taken from the weight inside
+    stay valid after the block (autograd keeps the ones it saved)."""
+    weight = getattr(module, "weight", None)
+    if not (isinstance(weight, Tensor) and weight.device.type == "meta"):
+        yield
+        return
+    if getattr(module, "_hf_hook", None) is None:
+        raise ValueError(
+            f"The input embedding {type(module).__name__} has its weight on the 'meta' device "
+            "and no accelerate hook to load it. Load the model with real weights, or place it "
+            "with accelerate (`device_map=`, `dispatch_model`, `cpu_offload`)."
+        )
+    from accelerate.utils import align_module_device
+
+    with align_module_device(module):
+        yield
+
+
 def _embedding_scale(embedding: nn.Module, weight: Tensor, owner: str) -> float:
     """1.0 for a plain lookup; c when the module returns c * W[ids] (Gemma-style scaling)."""
     V = weight.shape[0]
@@ -187,7 +212,8 @@ class EmbeddingInputReward(Reward):
         model.requires_grad_(False)
         self.model = model
         V_model = weight.shape[0]
-        self.embed_scale = _embedding_scale(embedding, weight, owner)
+        with onloaded(embedding):
+            self.embed_scale = _embedding_scale(embedding, embedding.weight, owner)
 
         if prefix_ids is not None or suffix_ids is not None:
             prefix = [] if prefix_ids is None else prefix_ids
@@ -217,13 +243,17 @@ class EmbeddingInputReward(Reward):
                 )
             self.register_buffer("sub_vocab_ids", ids, persistent=False)
             # Indexed once: (V_sub, H). A copy, so `x` needs only V_sub columns.
-            self.register_buffer(
-                "sub_weight", weight.detach()[ids.to(weight.device)].clone(), persistent=False
-            )
+            with onloaded(embedding):
+                full = embedding.weight.detach()
+                self.register_buffer(
+                    "sub_weight", full[ids.to(full.device)].clone(), persistent=False
+                )
             self.vocab_size = ids.numel()
 
     # ------------------------------------------------------------------ helpers
     def _weight(self) -> Tensor:
+        """The embedding matrix `(V, H)` (the sub-vocabulary's rows with `sub_vocab_ids`). Call
+        it inside `onloaded(self.model.get_input_embeddings())` (offloaded models)."""
         full = self.model.get_input_embeddings().weight
         if self.sub_weight is None:
             return full
@@ -236,12 +266,15 @@ class EmbeddingInputReward(Reward):
     def _lookup(self, ids: Tensor) -> Tensor:
         """Embeddings `(n, H)` of special token ids (full vocabulary), by lookup."""
         emb = self.model.get_input_embeddings()
-        return emb(ids.to(emb.weight.device)[None])[0]
+        with onloaded(emb):  # the device it computes on, also under offloading
+            device = emb.weight.device
+        return emb(ids.to(device)[None])[0]
 
     def embed(self, x: Tensor) -> Tensor:
         r"""`x @ W` on the model's device and dtype: `(B, L, V)` -> `(B, L, H)`."""
-        W = self._weight()  # (V, H)
-        emb = RelaxedEmbedding.apply(x.to(device=W.device, dtype=W.dtype), W)  # (B, L, H)
+        with onloaded(self.model.get_input_embeddings()):
+            W = self._weight()  # (V, H)
+            emb = RelaxedEmbedding.apply(x.to(device=W.device, dtype=W.dtype), W)  # (B, L, H)
         return emb * self.embed_scale if self.embed_scale != 1.0 else emb
 
     def embed_sparse(self, x: SparseRows) -> Tensor:
@@ -250,14 +283,15 @@ class EmbeddingInputReward(Reward):
         Equals `embed(x.to_dense())` without the dense tensor; the gradient reaches `x.weight`
         only (`B * L * k` entries). With `sub_vocab_ids`, `x.index` are sub-vocabulary columns.
         """
-        W = self._weight()  # (V, H)
         B, L, k = x.index.shape
-        emb = torch.nn.functional.embedding_bag(
-            x.index.reshape(B * L, k).to(W.device),
-            W,
-            per_sample_weights=x.weight.reshape(B * L, k).to(device=W.device, dtype=W.dtype),
-            mode="sum",
-        ).reshape(B, L, W.shape[1])
+        with onloaded(self.model.get_input_embeddings()):
+            W = self._weight()  # (V, H)
+            emb = torch.nn.functional.embedding_bag(
+                x.index.reshape(B * L, k).to(W.device),
+                W,
+                per_sample_weights=x.weight.reshape(B * L, k).to(device=W.device, dtype=W.dtype),
+                mode="sum",
+            ).reshape(B, L, W.shape[1])
         return emb * self.embed_scale if self.embed_scale != 1.0 else emb
 
     def assemble(

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .embedding import AssembledInputs, EmbeddingInputReward, masked_mean
+from .embedding import AssembledInputs, EmbeddingInputReward, masked_mean, onloaded
 
 __all__ = ["EmbeddingSimilarityReward"]
 
@@ -116,7 +116,9 @@ class EmbeddingSimilarityReward(EmbeddingInputReward):
         batch = self.tokenizer(
             [text] if isinstance(text, str) else list(text), return_tensors="pt", padding=True
         )
-        dev = self.model.get_input_embeddings().weight.device
+        embedding = self.model.get_input_embeddings()
+        with onloaded(embedding):  # the device it computes on, also under offloading
+            dev = embedding.weight.device
         mask = batch["attention_mask"].to(dev)
         out = self.model(input_ids=batch["input_ids"].to(dev), attention_mask=mask)
         pooled = self._pool(self._hidden(out).float(), mask).cpu()

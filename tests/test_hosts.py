@@ -151,6 +151,51 @@ def test_the_reward_runs_on_its_execution_device_and_scores_come_back(placement)
     assert hook.trace[-1]["reward_after"] > hook.trace[-1]["reward_before"]
 
 
+def tiny_classifier():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=V,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        num_labels=1,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+@pytest.mark.parametrize("sub_vocab", [False, True])
+def test_embedding_reward_over_an_offloaded_model_is_the_plain_one(sub_vocab):
+    """An embedding-input reward reads `get_input_embeddings().weight` for `x @ W`; under
+    `cpu_offload` that weight is on ``meta`` between calls. The reward loads it through the
+    embedding's accelerate hook: same scores and gradients, dense and sparse, as without hooks."""
+    from rewards import SequenceClassifierReward, SparseRows
+
+    ids = list(range(4, V)) if sub_vocab else None
+    plain = SequenceClassifierReward(tiny_classifier(), label=0, score="logit", sub_vocab_ids=ids)
+    offloaded_model = accelerate.cpu_offload(tiny_classifier(), execution_device=CPU)
+    assert next(offloaded_model.parameters()).device.type == "meta"
+    offloaded = SequenceClassifierReward(offloaded_model, label=0, score="logit", sub_vocab_ids=ids)
+    width = plain.vocab_size
+    g = torch.Generator().manual_seed(0)
+    x = torch.softmax(torch.randn(2, 5, width, generator=g), -1).requires_grad_(True)
+    y = x.detach().clone().requires_grad_(True)
+    a, b = plain(x), offloaded(y)
+    torch.testing.assert_close(b, a)
+    a.sum().backward()
+    b.sum().backward()
+    torch.testing.assert_close(y.grad, x.grad)
+
+    top = x.detach().topk(3, dim=-1)
+    rows = SparseRows(top.indices, top.values / top.values.sum(-1, keepdim=True), width)
+    torch.testing.assert_close(offloaded(rows), plain(rows))
+    assert next(offloaded_model.parameters()).device.type == "meta"  # offloaded again after
+
+
 def test_module_device_reads_hooks_then_parameters():
     assert module_device(lambda x: x) is None
     assert module_device(torch.nn.Linear(2, 2)) == CPU
