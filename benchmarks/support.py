@@ -23,6 +23,7 @@ Every finished cell is written at once and a rerun skips it (other settings are 
 
     python benchmarks/support.py --tiny    # seconds to a minute, /tmp/support_tiny
     python benchmarks/support.py           # benchmarks/results/support.{json,md}
+    python benchmarks/support.py --report-only    # rewrite support.md from support.json
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="a smoke run into /tmp/support_tiny")
     p.add_argument("--out", type=Path, default=None, help="default benchmarks/results")
     p.add_argument("--fresh", action="store_true", help="drop finished cells")
+    p.add_argument("--report-only", action="store_true", help="only rewrite the .md from the .json")
     args = p.parse_args(argv)
     if args.tiny:
         args.prompts, args.samples, args.seeds, args.length, args.inner_steps = 2, 1, [0], 8, 1
@@ -271,7 +273,9 @@ def markdown(data: dict) -> str:
             "seeds. `vader`: mean compound of the continuation, signed toward the target; `on "
             "target`: share of samples on the target side; `ppl`: judge-LM perplexity; `pll`: the "
             "generator's pseudo-log-likelihood (nats/token); `reward`: the steered MiniLM reward "
-            "(signed); `cpu s`: the batch's CPU seconds.",
+            "(signed); `cpu s`: the batch's CPU seconds. `truncated` is the control (the sampler "
+            "on the model's top k, no reward's pull): its CPU time includes the hook's one reward "
+            "forward and backward per step, which a plain top-k sampler would not spend.",
             "",
         ]
         header = ["target", "method", "top_k", "reward", "vader", "on target", "ppl", "pll"]
@@ -323,6 +327,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[{time.perf_counter() - t0:6.0f}s] {msg}", flush=True)
 
     path = args.out / "support.json"
+    if args.report_only:
+        data = _common.read_results(path)
+        _common.write_results(args.out, "support", data, markdown(data))
+        return data
     if args.fresh and path.is_file():
         path.unlink()
     store = _common.CellStore(path)
