@@ -9,7 +9,10 @@ of the embedded masked diffusion model (`--steps` denoising steps, random unmask
 - `unguided`: the model alone (the 1x cost every budget is a multiple of);
 - `best_of_n` (knob N), `smc` (K particles, the model's own proposals);
 - `redge`, `straight_through`: guidance on every step (knob: inner Adam steps);
+- `redge_top64`: redge guidance on the model's top 64 tokens per position (`top_k=64`);
 - `smc_guided`: SMC whose proposals are redge-guided (knob K);
+- `smc_guided_lite`: the same with a cheaper proposal (`LITE_GUIDANCE`: the model's top 64
+  tokens, 1 inner step, every other denoising step guided), so that a budget buys more particles;
 - `refine`: a first pass, then rounds of gradient-selected remasking (knob: rounds).
 
 Budgets are multiples of the unguided run's measured CPU seconds (`--budgets`, 1 to 16). A
@@ -57,13 +60,28 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 JUDGE_DIR = ROOT / "redge_guidance" / "assets" / "judge_lm"
-METHODS = ("unguided", "best_of_n", "smc", "redge", "straight_through", "smc_guided", "refine")
-KNOB = {"best_of_n": "N", "smc": "K", "smc_guided": "K", "refine": "rounds"}  # else: inner steps
+METHODS = (
+    "unguided",
+    "best_of_n",
+    "smc",
+    "redge",
+    "straight_through",
+    "redge_top64",
+    "smc_guided",
+    "smc_guided_lite",
+    "refine",
+)
+KNOB = {"best_of_n": "N", "smc": "K", "smc_guided": "K", "smc_guided_lite": "K", "refine": "rounds"}
+# else: inner steps
 TARGETS = ("positive", "negative")
 PROMPT_WORDS = 5
 LAMBDA = 0.1  # SMC temperature: reward differences between samples are ~0.5 valence units
 GUIDE_LR, GUIDE_KL = 3.0, 0.01  # text_steering's tuned values for a few inner steps
 CALIBRATION_SEED = 12345
+# The cheaper guided proposal of `smc_guided_lite`: a guided step costs ~5x an unguided one, almost
+# all of it the reward's forward and backward, so the saving is in reward calls (1 inner step,
+# half the denoising steps); the top-64 support keeps the proposal near the model.
+LITE_GUIDANCE = dict(top_k=64, n_opt_steps=1, guide_every=2)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -182,8 +200,11 @@ class Bench:
         self.judge = load_judge_lm(args.judge)
         self.vader = SentimentIntensityAnalyzer()
 
-    def run(self, method: str, knob: int, target: str, ids, am, seed: int):
-        """`(sequences (B, L), cpu seconds)` of one method on the batch."""
+    def run(
+        self, method: str, knob: int, target: str, ids, am, seed: int, *, top_k: int | None = None
+    ):
+        """`(sequences (B, L), cpu seconds)` of one method on the batch; `top_k` restricts the
+        guidance of `redge` / `straight_through` / `smc_guided` to the model's top tokens."""
         from redge_guidance import GuidanceConfig
         from redge_guidance.search import BestOfNConfig, RefineConfig, SMCConfig, search
 
@@ -200,22 +221,30 @@ class Bench:
             )
             return out.sequences, time.process_time() - cpu
         guide = None
-        if method in ("redge", "straight_through"):
+        if method in ("redge", "straight_through", "redge_top64"):
             config = BestOfNConfig(num_candidates=1, batch_size=1, return_candidates=False)
+            if method == "redge_top64":
+                method, top_k = "redge", 64
             guide = GuidanceConfig(
                 estimator=method,
                 n_opt_steps=knob,
                 lr=GUIDE_LR,
                 kl_weight=GUIDE_KL,
                 record_rewards=False,
+                top_k=top_k,
             )
         elif method == "best_of_n":
             config = BestOfNConfig(num_candidates=knob, batch_size=min(knob, 8))
-        elif method in ("smc", "smc_guided"):
+        elif method in ("smc", "smc_guided", "smc_guided_lite"):
             config = SMCConfig(num_particles=knob, temperature=LAMBDA, return_particles=False)
-            if method == "smc_guided":  # kl_weight = λ: the proposal approximates the tilt
+            # kl_weight = λ: the proposal approximates the per-position tilt
+            if method == "smc_guided":
                 guide = GuidanceConfig(
-                    n_opt_steps=2, lr=GUIDE_LR, kl_weight=LAMBDA, record_rewards=False
+                    n_opt_steps=2, lr=GUIDE_LR, kl_weight=LAMBDA, record_rewards=False, top_k=top_k
+                )
+            elif method == "smc_guided_lite":
+                guide = GuidanceConfig(
+                    lr=GUIDE_LR, kl_weight=LAMBDA, record_rewards=False, **LITE_GUIDANCE
                 )
         else:
             config = RefineConfig(rounds=knob, fraction=0.25, select="gradient")
@@ -367,7 +396,12 @@ def run_grid(args: argparse.Namespace) -> dict:
     result = {} if args.fresh or not path.is_file() else json.loads(path.read_text())
     if result and result.get("settings") != settings:
         raise SystemExit(f"{path} holds other settings; pass --fresh or --out elsewhere.")
-    result.update(settings=settings, command="python " + " ".join(sys.argv), machine=machine())
+    command = "python " + " ".join(sys.argv)
+    result.update(settings=settings, machine=machine())
+    # The first command made the grid; a later one (more methods, seeds) adds cells to it.
+    if result.setdefault("command", command) != command:
+        later = result.setdefault("later_commands", [])
+        later += [] if command in later else [command]
     result["prompts"] = [p["text"] for p in prompts]
     cells = result.setdefault("cells", {})
     cal = calibrate(bench, ids, am, result.setdefault("calibration", {}), log)
@@ -433,7 +467,9 @@ def markdown(result: dict, rows: list[dict]) -> str:
     lines = [
         "# Inference-time scaling, judged by models that did not steer",
         "",
-        f"Command: `{result['command']}`. {st['prompts']} held-out prompts x {st['samples']} rows, "
+        f"Command: `{result['command']}`"
+        + "".join(f", then `{c}`" for c in result.get("later_commands", []))
+        + f". {st['prompts']} held-out prompts x {st['samples']} rows, "
         f"{st['length']} new tokens, {st['steps']} denoising steps, torch on {st['threads']} "
         f"thread(s) on {result['machine']['cpu']} ({result['machine']['cpu_count']} CPUs, shared); "
         f"unguided batch {cal['unguided']:.2f} CPU s (the 1x). Knob: N (best-of-N), K "

@@ -96,7 +96,10 @@ class GuidanceConfig:
             the sampler receives. The KL is still to the full prior (``KL(q ‖ p_S) − log p(S)``).
             Cheaper at large vocabularies (all inner tensors are ``(N, K)``), and a fluency
             control: the reward cannot pull in tokens the model ranks below ``top_k``. None = the
-            whole vocabulary.
+            whole vocabulary (the default). For language models start from ``top_k=256``: on the
+            embedded text model it steered as far as the whole vocabulary toward a target the
+            model ranks high, at half the judge-LM perplexity; 64 for more fluency, None for
+            targets the model ranks low (docs/method.md, "Choosing k").
         top_p (`float | None`): the same with the smallest set of most likely tokens whose mass
             reaches ``top_p`` (in (0, 1]), padded to the widest row of the step; applied within
             ``top_k`` when both are set (a full sort of each row when ``top_k`` is None).
@@ -185,7 +188,9 @@ class GuidanceConfig:
     compile: bool = field(
         default=False, metadata=_help("torch.compile the inner step (KL, Adam, ReDGE relaxation)")
     )
-    # The whole vocabulary by default: no token the model allows is out of the reward's reach.
+    # The whole vocabulary by default: no token the model allows is out of the reward's reach, and
+    # a support changes what the sampler draws (a top-k truncation), which should be chosen, not
+    # inherited. docs/method.md ("Choosing k") recommends 256 (or 64) for language models.
     top_k: int | None = field(
         default=None,
         metadata=_help(
