@@ -59,7 +59,16 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-JUDGE_DIR = ROOT / "redge_guidance" / "assets" / "judge_lm"
+from redge_guidance.text.judges import (  # noqa: E402
+    JUDGE_LM_DIR as JUDGE_DIR,
+)
+from redge_guidance.text.judges import (  # noqa: E402
+    continuation_nll,
+    load_judge_lm,
+    load_vader,
+    vader_compound,
+)
+
 METHODS = (
     "unguided",
     "best_of_n",
@@ -143,37 +152,6 @@ def make_prompts(tokenizer, n: int, length: int) -> list[dict]:
     return [pool[int(i * len(pool) / n)] for i in range(n)]
 
 
-def load_judge_lm(folder: str | Path = JUDGE_DIR):
-    """The shipped judge LM (float32, eval mode): a `GPT2LMHeadModel`."""
-    from transformers import GPT2LMHeadModel
-
-    return GPT2LMHeadModel.from_pretrained(str(folder), dtype=torch.float32).eval()
-
-
-@torch.no_grad()
-def continuation_nll(
-    judge, prompts: list[list[int]], continuations: list[list[int]]
-) -> torch.Tensor:
-    """Summed next-token NLL (nats) of each continuation after its prompt, `(B,)`.
-
-    Rows are right-padded (positions start at 0); a row longer than the judge's context keeps
-    its last `n_positions` tokens."""
-    ctx = judge.config.n_positions
-    rows = [(p + c)[-ctx:] for p, c in zip(prompts, continuations, strict=True)]
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    am = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)], am[i, : len(r)] = torch.tensor(r), 1
-    logp = judge(input_ids=ids, attention_mask=am).logits[:, :-1].float().log_softmax(-1)
-    token_lp = logp.gather(-1, ids[:, 1:, None])[..., 0]  # (B, width - 1): token t+1 given <= t
-    out = torch.zeros(len(rows))
-    for i, (r, c) in enumerate(zip(rows, continuations, strict=True)):
-        n = min(len(c), len(r) - 1)  # the first token of a row has no context to be read from
-        out[i] = -token_lp[i, len(r) - 1 - n : len(r) - 1].sum()
-    return out
-
-
 def distinct_n(rows: list[list[int]], n: int) -> float:
     grams = [tuple(r[i : i + n]) for r in rows for i in range(len(r) - n + 1)]
     return len(set(grams)) / len(grams) if grams else float("nan")
@@ -183,8 +161,6 @@ class Bench:
     """The generator, its pipeline, the two steered rewards and the judges, loaded once."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from vader.analyzer import SentimentIntensityAnalyzer
-
         from pipelines import MaskedDiffusionPipeline
         from redge_guidance.text import build_reward, load_text_model, parse_reward_spec
 
@@ -198,7 +174,7 @@ class Bench:
         }
         self.fluency = build_reward([parse_reward_spec("fluency")], self.tm)[0].eval()
         self.judge = load_judge_lm(args.judge)
-        self.vader = SentimentIntensityAnalyzer()
+        self.vader = load_vader()
 
     def run(
         self, method: str, knob: int, target: str, ids, am, seed: int, *, top_k: int | None = None
@@ -272,7 +248,7 @@ class Bench:
         conts = seqs[:, -n:].tolist()
         nll = continuation_nll(self.judge, prompts, conts)
         texts = self.tm.tokenizer.batch_decode(conts)
-        compound = torch.tensor([self.vader.polarity_scores(t)["compound"] for t in texts])
+        compound = torch.tensor(vader_compound(texts, self.vader))
         return {
             "reward": reward.mean().item(),
             "vader": compound.mean().item(),

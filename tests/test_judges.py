@@ -77,17 +77,15 @@ def test_shipped_judge_prefers_the_true_continuation(shipped_lm):
     assert 1 < ppl[0] < ppl[1] < len(tok)
 
 
-def test_same_numbers_as_the_scaling_benchmark(shipped_lm):
-    # The benchmark's own copy of the judge (benchmarks/scaling.py) must agree exactly, so that
-    # it can import this module instead.
+def test_the_scaling_benchmark_judges_with_this_module():
+    # One judge, one place: benchmarks/scaling.py imports these functions (its former copy gave
+    # bit-identical NLLs before the switch, so its committed numbers stand).
     spec = importlib.util.spec_from_file_location("_scaling", ROOT / "benchmarks" / "scaling.py")
     scaling = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(scaling)
-    prompts = [[2000, 15, 300], [], [44] * 130]
-    conts = [[100, 200, 300, 400], [7, 8, 9], [500, 600]]
-    ours = judges.continuation_nll(shipped_lm, prompts, conts)
-    theirs = scaling.continuation_nll(scaling.load_judge_lm(), prompts, conts)
-    assert torch.equal(ours, theirs)
+    assert scaling.continuation_nll is judges.continuation_nll
+    assert scaling.load_judge_lm is judges.load_judge_lm
+    assert scaling.JUDGE_DIR == judges.JUDGE_LM_DIR
 
 
 @needs_vader
