@@ -7,7 +7,10 @@ The solver is the library's own pieces put together, no decoding loop of its own
 - the sampler: :class:`pipelines.MaskedDiffusionPipeline` with a
   :class:`pipelines.MaskedDiffusionScheduler` (clue cells fixed, blank cells generated);
 - the guidance: :class:`redge_guidance.RewardGuidance` around :class:`rewards.SudokuReward`, which
-  fits the logits of the still-blank cells to the Sudoku rules at every denoising step.
+  fits the logits of the still-blank cells to the Sudoku rules at every denoising step;
+- in front of them (``search="backtrack"``, the default), the backtracking search of
+  :mod:`redge_guidance.sudoku.search`: the same prior ranks the moves, the rules prune them, and
+  only the puzzles it leaves within ``max_prior_calls`` go through the guided denoising pass.
 
     from redge_guidance.sudoku import SudokuSolver
 
@@ -94,8 +97,9 @@ def default_guidance(**overrides: Any) -> GuidanceConfig:
 class SudokuSolver:
     r"""Solve Sudoku puzzles with a masked-diffusion prior and reward guidance.
 
-    Build it with :meth:`from_pretrained`. Each call of :meth:`solve` runs
-    :class:`pipelines.MaskedDiffusionPipeline` over the puzzles (clues and the separator fixed, the
+    Build it with :meth:`from_pretrained`. Each call of :meth:`solve` first searches the puzzles
+    (``search="backtrack"``), then runs :class:`pipelines.MaskedDiffusionPipeline` over those
+    the search left (clues and the separator fixed, the
     blank solution cells generated in ``num_inference_steps`` denoising steps), with
     :class:`redge_guidance.RewardGuidance` on :class:`rewards.SudokuReward` between the model call
     and the scheduler step when ``guidance`` is set.
