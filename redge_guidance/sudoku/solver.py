@@ -98,11 +98,11 @@ class SudokuSolver:
     r"""Solve Sudoku puzzles with a masked-diffusion prior and reward guidance.
 
     Build it with :meth:`from_pretrained`. Each call of :meth:`solve` first searches the puzzles
-    (``search="backtrack"``), then runs :class:`pipelines.MaskedDiffusionPipeline` over those
-    the search left (clues and the separator fixed, the
-    blank solution cells generated in ``num_inference_steps`` denoising steps), with
-    :class:`redge_guidance.RewardGuidance` on :class:`rewards.SudokuReward` between the model call
-    and the scheduler step when ``guidance`` is set.
+    (``search="backtrack"``), then runs :class:`pipelines.MaskedDiffusionPipeline` over those the
+    search left (clues and the separator fixed, the blank solution cells generated in
+    ``num_inference_steps`` denoising steps), with :class:`redge_guidance.RewardGuidance` on
+    :class:`rewards.SudokuReward` between the model call and the scheduler step when
+    ``guidance`` is set.
 
     Args:
         model (`torch.nn.Module`): the masked LM (``input_ids`` `(B, 163)` -> `.logits`
