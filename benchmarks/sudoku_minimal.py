@@ -195,6 +195,8 @@ def tuning_rows(set_name: str, pairs, args, emit) -> None:
     emit(solver_row("search, pruning='units' (candidate default)", pairs, args))
     emit(solver_row(UNIFORM, pairs, args, model="uniform"))
     emit(solver_row("search, pruning='peers'", pairs, args, pruning="peers"))
+    peers = "search, uniform prior, pruning='peers'"
+    emit(solver_row(peers, pairs, args, model="uniform", pruning="peers"))
     emit(solver_row("search, guided nodes", pairs, args, search_guidance=True))
     emit(solver_row("search, pruning='units', max_prior_calls=16", pairs, args, max_prior_calls=16))
 
@@ -232,11 +234,13 @@ def render(result: dict) -> str:
             "",
         ]
         header = ["method", "puzzles", "solved", "s / puzzle", "prior calls / puzzle"]
+        header += ["dead ends / puzzle"]
         header += [f"solved, {lo}-{hi} clues" for lo, hi in groups]
         rows = []
         for r in data["rows"]:
             n = len(r["solved"])
             calls = r.get("search", {}).get("prior_calls")
+            dead = r.get("search", {}).get("backtracks")
             rows.append(
                 [
                     r["method"],
@@ -244,15 +248,18 @@ def render(result: dict) -> str:
                     f"{100 * sum(r['solved']) / n:.1f}%",
                     f"{r['seconds'] / n:.4f}",
                     "-" if calls is None else f"{sum(calls) / n:.2f} (max {max(calls)})",
+                    "-" if dead is None else f"{sum(dead) / n:.2f}",
                     *_cells(r, clues, groups),
                 ]
             )
         lines += [*_common.md_table(header, rows), ""]
     lines += [
-        "`classical` is the backtracking search of the data generator, one puzzle at a time in "
-        "Python; the solvers batch the puzzles. A solve counts when the grid is the puzzle's "
-        "unique solution. Prior calls: search nodes scored by the prior (the search rows only; a "
-        "puzzle the search leaves goes to the guided denoising pass, 12 prior calls and more).",
+        "The solvers batch the puzzles (`classical`, where present, is the backtracking search of "
+        "the data generator, one puzzle at a time in Python). A solve counts when the grid is the "
+        "puzzle's unique solution. Prior calls: search nodes scored by the prior, or by the "
+        "uniform denoiser in the uniform-prior rows (the search rows only; a puzzle the search "
+        "leaves goes to the guided denoising pass, 12 prior calls and more). Dead ends: digits the "
+        "search tried that the rules then ruled out.",
         "",
     ]
     return "\n".join(lines)
