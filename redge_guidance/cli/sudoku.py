@@ -113,8 +113,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--backtrack",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="first search through the prior, backtracking at dead ends (default); "
-        "--no-backtrack: the denoising passes alone",
+        help="search through the prior first, backtracking at dead ends (default); the "
+        "negated flag runs the denoising passes alone",
     )
     p.add_argument(
         "--pruning",
