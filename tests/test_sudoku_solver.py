@@ -32,8 +32,10 @@ def easy_pairs(n: int, seed: int, clues: int = 46) -> list[tuple[list[int], list
 
 @pytest.fixture(scope="module")
 def solver() -> SudokuSolver:
-    # Shipped prior, default guidance, few denoising steps to stay fast on one CPU thread.
-    return SudokuSolver.from_pretrained(num_inference_steps=6)
+    # Shipped prior, default guidance, few denoising steps to stay fast on one CPU thread; no
+    # search, so that the guided pass itself is what solves (tests/test_sudoku_search.py tests
+    # the search).
+    return SudokuSolver.from_pretrained(num_inference_steps=6, search="none")
 
 
 # ----------------------------------------------------------------------------- reward
@@ -85,6 +87,7 @@ def test_solver_is_reproducible_with_a_seeded_generator():
         guidance=default_guidance(n_opt_steps=3, num_relaxed_samples=2),
         num_inference_steps=3,
         decode="sample",
+        search="none",
     )
     puzzles = torch.tensor([p for p, _ in easy_pairs(2, seed=12, clues=30)])
     a = s.solve(puzzles, generator=torch.Generator().manual_seed(3), batch_size=1)
@@ -96,7 +99,7 @@ def test_solver_is_reproducible_with_a_seeded_generator():
 def test_restarts_only_re_solve_invalid_grids_and_never_make_them_worse():
     # The prior alone in 3 denoising steps with sampled commits: one pass leaves rule breaks.
     puzzles = torch.tensor([p for p, _ in easy_pairs(8, seed=15, clues=32)])
-    kwargs = {"guidance": None, "decode": "sample", "num_inference_steps": 3}
+    kwargs = {"guidance": None, "decode": "sample", "num_inference_steps": 3, "search": "none"}
     one = SudokuSolver.from_pretrained(restarts=0, **kwargs).solve(
         puzzles, generator=torch.Generator().manual_seed(0)
     )

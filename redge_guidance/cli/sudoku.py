@@ -109,6 +109,26 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="X",
         help="sampling temperature of each cell's digit (default 0 = argmax, the solver's)",
     )
+    p.add_argument(
+        "--backtrack",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="search through the prior first, backtracking at dead ends (default); the "
+        "negated flag runs the denoising passes alone",
+    )
+    p.add_argument(
+        "--pruning",
+        choices=("units", "peers"),
+        default=None,
+        help="rules the backtracking search applies: 'units' (default) or 'peers'",
+    )
+    p.add_argument(
+        "--max-prior-calls",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="prior calls per puzzle before the search hands it to the denoising pass (default 64)",
+    )
     p.add_argument("--no-prior", action="store_true", help="optimise the logits directly, no prior")
     p.add_argument(
         "--batch-size",
@@ -212,6 +232,12 @@ def _check_options(args: argparse.Namespace, puzzles: _Input):
             "`--no-prior` optimises the logits directly, so `--n-opt-steps` must be >= 1 (default "
             "2000)."
         )
+    for flag, given in _backtrack_flags(args):
+        if given and args.no_prior:
+            raise UsageError(
+                f"`{flag}` does not combine with `--no-prior`: with no prior there is nothing to "
+                "rank the search's moves. Drop one."
+            )
     blanks = max((81 - p.num_clues for _, p in puzzles.good), default=0)
     if args.steps is not None and not args.no_prior and 0 < blanks < args.steps:
         raise UsageError(
@@ -250,7 +276,12 @@ def _check_search(args: argparse.Namespace, puzzles: _Input, n_opt: int | None):
     settings = search_settings(args)
     if settings is None:
         return None
-    for flag, given in (("--no-prior", args.no_prior), ("--restarts", args.restarts is not None)):
+    given_flags = (
+        ("--no-prior", args.no_prior),
+        ("--restarts", args.restarts is not None),
+        *_backtrack_flags(args),
+    )
+    for flag, given in given_flags:
         if given:
             raise UsageError(
                 f"`{flag}` does not combine with `--search {settings.method}`: the search "
@@ -267,6 +298,24 @@ def _check_search(args: argparse.Namespace, puzzles: _Input, n_opt: int | None):
         rows=min(args.batch_size, len(puzzles.good)),
     )
     return settings
+
+
+def _backtrack_flags(args: argparse.Namespace) -> list[tuple[str, bool]]:
+    """The backtracking-search flags and whether each was given."""
+    return [
+        ("--backtrack/--no-backtrack", args.backtrack is not None),
+        ("--pruning", args.pruning is not None),
+        ("--max-prior-calls", args.max_prior_calls is not None),
+    ]
+
+
+def backtrack_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`SudokuSolver`'s search keywords from `--backtrack`, `--pruning`, `--max-prior-calls`."""
+    return {
+        "search": "none" if args.backtrack is False else "backtrack",
+        "pruning": args.pruning or "units",
+        "max_prior_calls": args.max_prior_calls or 64,
+    }
 
 
 def sampler_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -339,6 +388,7 @@ def _make_solver(args: argparse.Namespace, guidance: Any):
         num_inference_steps=12 if args.steps is None else args.steps,
         restarts=4 if args.restarts is None else args.restarts,
         **sampler_options(args),
+        **backtrack_options(args),
         device=args.resolved_device,
     )
 

@@ -1,7 +1,8 @@
 """Sudoku with a masked-diffusion prior: data, token layout, the shipped prior and the solver.
 
 Modules: `data` (puzzles), `layout` (token layout), `prior` (the shipped masked LM and the
-digit-only denoiser), `results` (inputs and scored results), `solver` (guided solving).
+digit-only denoiser), `results` (inputs and scored results), `rules` (the rules as tensor
+operations), `search` (backtracking search through the prior), `solver` (guided solving).
 
 from redge_guidance.sudoku import SudokuSolver
 

@@ -7,7 +7,10 @@ The solver is the library's own pieces put together, no decoding loop of its own
 - the sampler: :class:`pipelines.MaskedDiffusionPipeline` with a
   :class:`pipelines.MaskedDiffusionScheduler` (clue cells fixed, blank cells generated);
 - the guidance: :class:`redge_guidance.RewardGuidance` around :class:`rewards.SudokuReward`, which
-  fits the logits of the still-blank cells to the Sudoku rules at every denoising step.
+  fits the logits of the still-blank cells to the Sudoku rules at every denoising step;
+- in front of them (``search="backtrack"``, the default), the backtracking search of
+  :mod:`redge_guidance.sudoku.search`: the same prior ranks the moves, the rules prune them, and
+  only the puzzles it leaves within ``max_prior_calls`` go through the guided denoising pass.
 
     from redge_guidance.sudoku import SudokuSolver
 
@@ -22,20 +25,28 @@ blank cells optimised directly from zero (uniform) by the same guidance loop wit
 
 from __future__ import annotations
 
-import math
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from . import layout as sl
+from ._options import (
+    _batch_generators,
+    _check_positive_int,
+    _check_sampler,
+    _check_search,
+    _make_generator,
+    _parse_device,
+    _resolve_unmasking,
+)
 from .data import Puzzle
 from .prior import DEFAULT_PRIOR_PATH, DigitDenoiser
 from .prior import load_prior as _load_prior
 from .results import SudokuResult, puzzles_to_tensor, score_grids
+from .search import BacktrackSearch, SearchOutcome
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..guidance import GuidanceConfig
@@ -49,9 +60,6 @@ __all__ = [
     "puzzles_to_tensor",
     "solve_without_prior",
 ]
-
-_UNMASKINGS = ("random", "confidence")
-_DECODES = ("argmax", "sample")
 
 
 def default_guidance(**overrides: Any) -> GuidanceConfig:
@@ -82,85 +90,6 @@ def default_guidance(**overrides: Any) -> GuidanceConfig:
     return GuidanceConfig(**options)
 
 
-def _make_generator(generator: torch.Generator | None) -> torch.Generator:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(
-            f"`generator` must be a torch.Generator or None, got {type(generator).__name__}. "
-            "Pass e.g. `torch.Generator().manual_seed(0)`."
-        )
-    return generator
-
-
-def _batch_generators(generator: torch.Generator | None, n: int) -> list[torch.Generator | None]:
-    """One CPU generator per batch, seeded from `generator` (None: unseeded)."""
-    if generator is None:
-        return [None] * n
-    seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
-    return [torch.Generator().manual_seed(s) for s in seeds]
-
-
-def _parse_device(device: str | torch.device) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"`device` must name a torch device, got {device!r}. Use 'cpu' or 'cuda'."
-        ) from None
-
-
-def _resolve_unmasking(unmasking: str, order: str | None) -> str:
-    """`unmasking`, or the value of the deprecated `order=` keyword (with a FutureWarning)."""
-    if order is None:
-        return unmasking
-    warnings.warn(
-        "`order` of `SudokuSolver` is renamed `unmasking` (the same values, 'confidence' or "
-        "'random'), like the scheduler's; `order` is read for one more release.",
-        FutureWarning,
-        stacklevel=3,
-    )
-    if unmasking not in ("confidence", order):
-        raise ValueError(
-            f"Both `unmasking={unmasking!r}` and the deprecated `order={order!r}` were given. "
-            "Pass only `unmasking=`."
-        )
-    return order
-
-
-def _check_sampler(
-    num_inference_steps: Any, restarts: Any, unmasking: Any, decode: Any, temperature: Any
-) -> None:
-    """The sampler options of :class:`SudokuSolver` (remasking is checked by the scheduler)."""
-    _check_positive_int("num_inference_steps", num_inference_steps, "12")
-    if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 0:
-        raise ValueError(
-            f"`restarts` must be an integer >= 0, got {restarts!r}. Use e.g. `restarts=4`, "
-            "or 0 for a single denoising pass per puzzle."
-        )
-    if unmasking not in _UNMASKINGS:
-        raise ValueError(
-            f"`unmasking` must be one of {list(_UNMASKINGS)}, got {unmasking!r}. Use "
-            "'confidence' (the shipped solver's) or 'random'."
-        )
-    if decode not in _DECODES:
-        raise ValueError(f"`decode` must be one of {list(_DECODES)}, got {decode!r}.")
-    if (
-        not isinstance(temperature, (int, float))
-        or isinstance(temperature, bool)
-        or not (math.isfinite(temperature) and temperature > 0)
-    ):
-        raise ValueError(
-            f"`temperature` must be a finite number > 0, got {temperature!r}. "
-            "Use `decode='argmax'` for greedy decoding."
-        )
-
-
-def _check_positive_int(name: str, value: Any, example: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"`{name}` must be an integer >= 1, got {value!r}. Use e.g. `{name}={example}`."
-        )
-
-
 # ---------------------------------------------------------------------------------------------
 # The solver
 
@@ -168,11 +97,12 @@ def _check_positive_int(name: str, value: Any, example: str) -> None:
 class SudokuSolver:
     r"""Solve Sudoku puzzles with a masked-diffusion prior and reward guidance.
 
-    Build it with :meth:`from_pretrained`. Each call of :meth:`solve` runs
-    :class:`pipelines.MaskedDiffusionPipeline` over the puzzles (clues and the separator fixed, the
-    blank solution cells generated in ``num_inference_steps`` denoising steps), with
-    :class:`redge_guidance.RewardGuidance` on :class:`rewards.SudokuReward` between the model call
-    and the scheduler step when ``guidance`` is set.
+    Build it with :meth:`from_pretrained`. Each call of :meth:`solve` first searches the puzzles
+    (``search="backtrack"``), then runs :class:`pipelines.MaskedDiffusionPipeline` over those the
+    search left (clues and the separator fixed, the blank solution cells generated in
+    ``num_inference_steps`` denoising steps), with :class:`redge_guidance.RewardGuidance` on
+    :class:`rewards.SudokuReward` between the model call and the scheduler step when
+    ``guidance`` is set.
 
     Args:
         model (`torch.nn.Module`): the masked LM (``input_ids`` `(B, 163)` -> `.logits`
@@ -190,6 +120,17 @@ class SudokuSolver:
             again from their clues (every blank cell masked again, fresh noise), up to this many
             times; the first valid grid is kept, else the one with the fewest violations. Only
             the failing grids pay for it. 0 = a single pass.
+        search (`"backtrack"` or `"none"`): `"backtrack"` first solves each puzzle by
+            :class:`~redge_guidance.sudoku.search.BacktrackSearch`, a depth-first search whose
+            moves the prior ranks and the rules prune; only the puzzles it leaves unsolved within
+            ``max_prior_calls`` go through the (guided) denoising pass and its restarts. `"none"`:
+            the denoising pass alone.
+        pruning (`"units"` or `"peers"`): the rules the search applies
+            (:mod:`redge_guidance.sudoku.rules`).
+        max_prior_calls (`int`): prior calls (search nodes) per puzzle before the search hands the
+            puzzle to the denoising pass.
+        search_guidance (`bool`): steer the prior's scores at each search node with ``guidance``
+            (off by default: on the tuning puzzles it cost more prior calls, not fewer).
         device (`str` or `torch.device`): where the model and the sampling run.
         order (`"confidence"` or `"random"`, *optional*): deprecated name of `unmasking`, read
             with a `FutureWarning` for one release.
@@ -207,6 +148,10 @@ class SudokuSolver:
         decode: Literal["argmax", "sample"] = "argmax",
         temperature: float = 1.0,
         restarts: int = 4,
+        search: Literal["backtrack", "none"] = "backtrack",
+        pruning: Literal["units", "peers"] = "units",
+        max_prior_calls: int = 64,
+        search_guidance: bool = False,
         device: str | torch.device = "cpu",
         order: Literal["confidence", "random"] | None = None,
     ):
@@ -222,6 +167,7 @@ class SudokuSolver:
             )
         unmasking = _resolve_unmasking(unmasking, order)
         _check_sampler(num_inference_steps, restarts, unmasking, decode, temperature)
+        _check_search(search, pruning, max_prior_calls, search_guidance)
         self.device = _parse_device(device)
         self.denoiser = DigitDenoiser(model).to(self.device).eval()
         self.pipeline = MaskedDiffusionPipeline.from_model(
@@ -243,9 +189,23 @@ class SudokuSolver:
             if guidance is not None
             else None
         )
+        self.searcher = (
+            BacktrackSearch(
+                self.denoiser,
+                pruning=pruning,
+                max_prior_calls=max_prior_calls,
+                guidance=self.guidance if search_guidance else None,
+            )
+            if search == "backtrack"
+            else None
+        )
         self.num_inference_steps = num_inference_steps
         self.restarts = restarts
         self.settings = {
+            "search": search,
+            "pruning": pruning,
+            "max_prior_calls": max_prior_calls,
+            "search_guidance": search_guidance,
             "num_inference_steps": num_inference_steps,
             "restarts": restarts,
             "unmasking": unmasking,
@@ -269,6 +229,10 @@ class SudokuSolver:
         decode: Literal["argmax", "sample"] = "argmax",
         temperature: float = 1.0,
         restarts: int = 4,
+        search: Literal["backtrack", "none"] = "backtrack",
+        pruning: Literal["units", "peers"] = "units",
+        max_prior_calls: int = 64,
+        search_guidance: bool = False,
         device: str | torch.device = "cpu",
         order: Literal["confidence", "random"] | None = None,
     ) -> SudokuSolver:
@@ -280,7 +244,8 @@ class SudokuSolver:
             guidance (`GuidanceConfig`, `"default"` or None): `"default"` =
                 :func:`default_guidance`; None = the prior alone (unguided).
             num_inference_steps, unmasking, remask, remask_eta, decode, temperature, restarts,
-                device, order: see the class docstring.
+                search, pruning, max_prior_calls, search_guidance, device, order: see the class
+                docstring.
         """
         unmasking = _resolve_unmasking(unmasking, order)
         if isinstance(guidance, str):
@@ -301,6 +266,10 @@ class SudokuSolver:
             decode=decode,
             temperature=temperature,
             restarts=restarts,
+            search=search,
+            pruning=pruning,
+            max_prior_calls=max_prior_calls,
+            search_guidance=search_guidance,
             device=dev,
         )
 
@@ -339,7 +308,7 @@ class SudokuSolver:
         B = grid.shape[0]
         chunks = [grid[i : i + batch_size] for i in range(0, B, batch_size)]
         gens = _batch_generators(generator, len(chunks))
-        solutions, rewards = [], []
+        solutions, rewards, searched = [], [], []
         from tqdm.auto import tqdm
 
         self.pipeline.set_progress_bar_config(disable=not progress, leave=False, desc="denoising")
@@ -348,26 +317,47 @@ class SudokuSolver:
             desc="sudoku batches",
             disable=not progress or len(chunks) == 1,
         ):
-            sol, rew = self._solve_chunk(chunk, gen, num_samples)
+            sol, rew, outcome = self._solve_chunk(chunk, gen, num_samples)
             solutions.append(sol)
             rewards.append(rew)
+            searched.append(outcome)
         seconds = time.perf_counter() - start
+        extras: dict[str, Any] = {"settings": self.settings}
+        if self.searcher is not None:
+            extras["search"] = {  # per puzzle
+                "found": torch.cat([o.found for o in searched]).tolist(),
+                "prior_calls": torch.cat([o.prior_calls for o in searched]).tolist(),
+                "backtracks": torch.cat([o.backtracks for o in searched]).tolist(),
+            }
         return score_grids(
-            grid,
-            torch.cat(solutions),
-            torch.cat(rewards),
-            seconds,
-            num_samples,
-            {"settings": self.settings},
+            grid, torch.cat(solutions), torch.cat(rewards), seconds, num_samples, extras
         )
 
     @torch.no_grad()
     def _solve_chunk(
         self, grid: torch.Tensor, generator: torch.Generator | None, num_samples: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(b, 81)` puzzles -> best-of-`num_samples` `(b, 81)` grids and their rewards."""
-        b = grid.shape[0]
+    ) -> tuple[torch.Tensor, torch.Tensor, SearchOutcome | None]:
+        """`(b, 81)` puzzles -> `(b, 81)` grids, their rewards and the search's outcome: the
+        search's solutions, and the best of `num_samples` denoising passes for the rest."""
         grid = grid.to(self.device)
+        solutions = grid.clone()
+        outcome = None
+        rest = torch.arange(grid.shape[0], device=self.device)  # rows the denoising pass solves
+        if self.searcher is not None:
+            outcome = self.searcher.run(grid, generator=generator)
+            solutions[outcome.found] = outcome.grids[outcome.found]
+            rest = (~outcome.found).nonzero().flatten()
+        if rest.numel():
+            solutions[rest] = self._denoise(grid[rest], generator, num_samples)
+        one_hot = torch.nn.functional.one_hot(sl.encode_pairs(grid, solutions), sl.VOCAB_SIZE)
+        return solutions.cpu(), self.reward(one_hot.float()).cpu(), outcome
+
+    def _denoise(
+        self, grid: torch.Tensor, generator: torch.Generator | None, num_samples: int
+    ) -> torch.Tensor:
+        """`(b, 81)` puzzles -> the best (by reward) of `num_samples` denoising passes, each
+        with its restarts, `(b, 81)`."""
+        b = grid.shape[0]
         ids = sl.encode_puzzles(grid)  # (b, 163)
         out = self.pipeline(
             input_ids=ids,
@@ -385,7 +375,7 @@ class SudokuSolver:
         reward = self.reward(one_hot).view(b, num_samples)  # (b, S)
         best = reward.argmax(dim=1)  # (b,) first best on ties
         rows = torch.arange(b, device=seqs.device) * num_samples + best
-        return sl.decode_solutions(seqs[rows]).cpu(), reward.max(dim=1).values.cpu()
+        return sl.decode_solutions(seqs[rows])
 
     def _restart(
         self, seqs: torch.Tensor, start: torch.Tensor, generator: torch.Generator | None
@@ -471,6 +461,7 @@ def solve_without_prior(
         unmasking="random",
         decode="argmax",
         restarts=0,
+        search="none",  # the optimised logits alone, no search
         device=device,
     )
     result = solver.solve(puzzles, generator=generator, batch_size=batch_size)
