@@ -35,7 +35,9 @@ def proposal_log_ratio(
     ``q = softmax(guided / temperature)`` the guided one; committed = masked in ``before``
     (R, L), a token in ``after``. Masked vocabulary entries (the mask token, support
     restrictions) are at ``finfo.min`` or ``-inf`` in both, so both give them probability 0 and
-    a drawn token has a finite ratio.
+    a drawn token has a finite ratio. Passing the step's ``pred_original_sample`` as ``after``
+    sums over every token drawn at the step instead, the exact ratio under confidence order
+    ranked by the prior (``docs/search.md``).
     """
     committed = (before == mask_id) & (after != mask_id)  # (R, L)
     rows = committed.nonzero()  # (M, 2)
