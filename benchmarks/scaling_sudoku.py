@@ -22,11 +22,12 @@ Budgets are 1x, 4x and 16x the measured CPU seconds of an unguided pass. A calib
 first 8 puzzles measures each method's CPU seconds at its two smallest settings; a cell runs the
 smallest N / K / rounds whose (linearly interpolated) cost reaches the budget, and reports the
 cost it measured. Judge: a grid counts as solved when it is the puzzle's unique solution (the
-rules, not the optimised reward). SMC's temperature λ is picked by `--tune` on 8 minimal puzzles
-of the tuning seed (`scaling_sudoku_tuning.{json,md}`).
+rules, not the optimised reward). SMC's temperature λ (0.5 or 2) and the guided proposals' KL
+weight (the solver's 0.3, or λ) are picked by `--tune` on 8 minimal puzzles of the tuning seed
+(`scaling_sudoku_tuning.{json,md}`); the main run reads them from there.
 
-    python benchmarks/scaling_sudoku.py --tune     # λ for the two SMC rows (~2 min)
-    python benchmarks/scaling_sudoku.py            # 30 puzzles, 2 seeds (~30 CPU min, 1 thread)
+    python benchmarks/scaling_sudoku.py --tune     # the SMC settings (~2 CPU min)
+    python benchmarks/scaling_sudoku.py            # 20 puzzles, 2 seeds (~21 CPU min, 1 thread)
     python benchmarks/scaling_sudoku.py --tiny     # 3 puzzles, budgets 1x and 2x, to /tmp
 
 Writes ``benchmarks/results/scaling_sudoku.{json,md}``, cell by cell (rerun to resume).
@@ -62,7 +63,7 @@ METHODS = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n-puzzles", type=int, default=30)
+    p.add_argument("--n-puzzles", type=int, default=20)
     p.add_argument("--seeds", type=int, default=2, help="search seeds 0..S-1 (default 2)")
     p.add_argument("--budgets", type=float, nargs="+", default=[1.0, 4.0, 16.0])
     p.add_argument(
