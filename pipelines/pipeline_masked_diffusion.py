@@ -431,17 +431,18 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         if guidance is not None and callable(getattr(guidance, "reset", None)):
             guidance.reset()
 
-        # 2. Denoising loop.
+        # 2. Denoising loop. A scheduler with `ranking="prior"` ranks by the unguided logits.
+        by_prior = getattr(self.scheduler, "config", {}).get("ranking") == "prior"
+        step_kwargs = {"mask_token_id": mask_id, "fixed_mask": fixed, "generator": generator}
         logits = None
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
                 logits = model_logits(self.model, sample, am, by_name, with_mask)  # (B, L, V)
                 suppress_mask_token(logits, mask_id, inplace=True)
+                rank = {"ranking_logits": logits} if guidance is not None and by_prior else {}
                 if guidance is not None:
                     logits = self._guide(guidance, logits, sample, fixed, am, i, generator)
-                out = self.scheduler.step(
-                    logits, t, sample, mask_token_id=mask_id, fixed_mask=fixed, generator=generator
-                )
+                out = self.scheduler.step(logits, t, sample, **step_kwargs, **rank)
                 sample = out.prev_sample
                 if callback_on_step_end is not None:
                     scope = {

@@ -41,6 +41,7 @@ from ._deprecated import rename_order, resolve_order
 from .sampling import categorical as _categorical
 from .sampling import suppress_mask_token
 from .sampling import uniform as _uniform
+from .scheduling_unmasking import commit_confidence, commit_random, proposal_confidence
 
 __all__ = ["MaskedDiffusionScheduler", "MaskedDiffusionSchedulerOutput"]
 
@@ -48,6 +49,7 @@ _SCHEDULES = ("linear", "cosine")
 _UNMASKINGS = ("random", "confidence")
 _REMASK_NAMES = ("none", "cap", "rescale")
 _DECODES = ("sample", "argmax")
+_RANKINGS = ("proposal", "prior")
 
 
 @dataclass
@@ -106,6 +108,14 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             `round((1 - alpha_s) * n)` positions masked and `n` is the number of non-fixed positions
             of the row (MaskGIT / LLaDA low-confidence remasking); at least one per step while masks
             remain.
+        ranking (`"proposal"` or `"prior"`, defaults to `"proposal"`):
+            Under confidence unmasking, whose probabilities rank the proposals. `"proposal"`: those
+            of `model_output`, the logits the tokens are drawn from (guided ones when a guidance
+            hook rewrote them). `"prior"`: those of the `ranking_logits` handed to `step`;
+            [`MaskedDiffusionPipeline`] hands it the model's unguided logits when a guidance hook
+            is on, so the ranking rule does not depend on the guided logits (what SMC with guided
+            proposals needs). Without a hook, or without `ranking_logits`, both are the same.
+            Unused by random unmasking.
         remask (`"none"`, `"cap"`, `"rescale"` or `float`, defaults to `"none"`):
             ReMDM remasking probability `sigma_t` of committed, non-fixed tokens, with
             `sigma_max = min(1, (1 - alpha_s) / alpha_t)`: `"cap"` uses
@@ -148,6 +158,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         remask_eta: float = 0.05,
         temperature: float = 1.0,
         decode: Literal["sample", "argmax"] = "sample",
+        ranking: Literal["proposal", "prior"] = "proposal",
         *,
         order: Literal["random", "confidence"] | None = None,
     ):
@@ -179,6 +190,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
                 "`temperature=0` for argmax decoding."
             )
         check_choice("decode", decode, _DECODES)
+        check_choice("ranking", ranking, _RANKINGS, " 'prior' ranks by the unguided logits.")
 
         self.num_inference_steps: int | None = None
         self.timesteps: torch.Tensor | None = None
@@ -311,6 +323,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         fixed_mask: torch.BoolTensor | None = None,
         generator: torch.Generator | None = None,
         return_dict: bool = True,
+        ranking_logits: torch.Tensor | None = None,
     ) -> MaskedDiffusionSchedulerOutput | tuple:
         """
         One reverse step from `timestep` to the next time of the grid.
@@ -332,6 +345,10 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
                 Source of all randomness of the step.
             return_dict (`bool`, defaults to `True`):
                 Return a [`MaskedDiffusionSchedulerOutput`] instead of a tuple.
+            ranking_logits (`torch.Tensor` of shape `(B, L, V)`, *optional*):
+                Confidence unmasking only: rank the proposals (drawn from `model_output`) by
+                their probability under `softmax(ranking_logits)` instead. Default:
+                `model_output`. Unused by random unmasking.
 
         Returns:
             [`MaskedDiffusionSchedulerOutput`] or `tuple` `(prev_sample, pred_original_sample,
@@ -380,9 +397,17 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             pred[masked] = proposal
 
         sigma = 0.0 if last else self._sigma(alpha_t, alpha_s)
-        unmasked, remasked = self._commit(
-            rows, pred, masked, committed, fixed_mask, alpha_t, alpha_s, sigma, last, generator
-        )
+        if self.config.unmasking == "random":
+            unmasked, remasked = commit_random(
+                masked, committed, alpha_t, alpha_s, sigma, last, generator
+            )
+        else:
+            if ranking_logits is not None:
+                rows = self._ranking_rows(ranking_logits, model_output.shape, masked, mask_id)
+            confidence = proposal_confidence(rows, pred, masked)  # (B, L)
+            unmasked, remasked = commit_confidence(
+                confidence, masked, committed, fixed_mask, alpha_s, sigma, last, generator
+            )
         prev_sample = torch.where(unmasked, pred, sample)
         prev_sample = prev_sample.masked_fill(remasked, mask_id)
 
@@ -392,58 +417,21 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             prev_sample=prev_sample, pred_original_sample=pred, unmasked=unmasked, remasked=remasked
         )
 
-    def _commit(
-        self,
-        rows: torch.Tensor,
-        pred: torch.LongTensor,
-        masked: torch.BoolTensor,
-        committed: torch.BoolTensor,
-        fixed_mask: torch.BoolTensor,
-        alpha_t: float,
-        alpha_s: float,
-        sigma: float,
-        last: bool,
-        generator: torch.Generator | None,
-    ) -> tuple[torch.BoolTensor, torch.BoolTensor]:
-        """`(unmasked, remasked)`, each `(B, L)`: the positions this step commits and remasks.
-
-        `rows` `(M, V)` are the mask-suppressed logits of the `M` masked positions, `pred` the
-        proposals, `sigma` the ReMDM remasking probability of a committed token."""
-        device = pred.device
-        remasked = torch.zeros_like(masked)
-        if self.config.unmasking == "random":
-            if last:
-                unmasked = masked
-            else:
-                # ReMDM posterior (MDLM when sigma = 0): a masked token is committed with
-                # probability (alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t).
-                p_unmask = (alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t)
-                p_unmask = min(max(p_unmask, 0.0), 1.0)
-                u = _uniform(pred.shape, generator, device)
-                unmasked = masked & (u < p_unmask)
-            if sigma > 0.0:
-                u = _uniform(pred.shape, generator, device)
-                remasked = committed & (u < sigma)
-            return unmasked, remasked
-
-        if sigma > 0.0:
-            u = _uniform(pred.shape, generator, device)
-            remasked = committed & (u < sigma)
-        n_masked = masked.sum(dim=-1)  # (B,)
-        if last:
-            k = n_masked
-        else:
-            n_free = (~fixed_mask).sum(dim=-1).double()  # (B,) positions generated in this row
-            target = torch.round((1.0 - alpha_s) * n_free).long()  # masks left after the step
-            k = n_masked + remasked.sum(dim=-1) - target
-            k = torch.minimum(torch.maximum(k, n_masked.clamp(max=1)), n_masked)
-        confidence = torch.full(pred.shape, -1.0, device=device)  # (B, L), -1 below any prob
-        if rows.shape[0] > 0:
-            # untempered model probabilities of the proposals
-            row_probs = torch.softmax(rows.float(), dim=-1)  # (M, V)
-            confidence[masked] = row_probs.gather(-1, pred[masked].unsqueeze(-1)).squeeze(-1)
-        ranks = confidence.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
-        return masked & (ranks < k.unsqueeze(-1)), remasked
+    @staticmethod
+    def _ranking_rows(
+        ranking_logits: torch.Tensor, shape: torch.Size, masked: torch.BoolTensor, mask_id: int
+    ) -> torch.Tensor:
+        """The mask-suppressed `(M, V)` rows of `ranking_logits` at the masked positions."""
+        check_logits("ranking_logits", ranking_logits, "Pass the model's unguided logits.")
+        if ranking_logits.shape != shape:
+            raise ValueError(
+                f"`ranking_logits` has shape {tuple(ranking_logits.shape)} but `model_output` has "
+                f"shape {tuple(shape)}; they must be equal. Pass the unguided logits of the step."
+            )
+        rows = ranking_logits[masked]  # (M, V), a copy
+        if rows.dtype in (torch.float16, torch.bfloat16):
+            rows = rows.float()
+        return suppress_mask_token(rows, mask_id, inplace=True)
 
     # ------------------------------------------------------------------ training
 

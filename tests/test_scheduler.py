@@ -70,6 +70,7 @@ def test_elbo_weight_is_minus_alpha_prime_over_one_minus_alpha(schedule):
         ({"remask_eta": -0.1}, "remask_eta"),
         ({"temperature": -1.0}, "temperature"),
         ({"decode": "beam"}, "decode"),
+        ({"ranking": "guided"}, "ranking"),
     ],
 )
 def test_invalid_config_names_the_argument(kwargs, name):
@@ -179,6 +180,65 @@ def test_confidence_order_commits_the_k_most_confident():
         expected = set(perm[b].argsort(descending=True)[:k].tolist())
         assert set(out.unmasked[b].nonzero().flatten().tolist()) == expected
     assert bool((out.prev_sample[out.unmasked] == 5).all())
+
+
+def test_ranking_logits_pick_the_positions_and_model_output_the_tokens():
+    # Tokens: argmax of model_output (token 5 everywhere, its confidence rising with the index).
+    # Positions: ranked by the probability of token 5 under ranking_logits, a row-specific order.
+    B, L = 2, 10
+    sched = make(unmasking="confidence", decode="argmax", ranking="prior")
+    sched.set_timesteps(4)
+    logits = torch.zeros(B, L, V)
+    logits[..., 5] = 1.0 + torch.arange(L).float()
+    perm = torch.stack(
+        [torch.randperm(L, generator=torch.Generator().manual_seed(b)) for b in range(B)]
+    )
+    ranking = torch.zeros(B, L, V)
+    ranking[..., 5] = perm.float()
+    out = sched.step(logits, sched.timesteps[0], all_masked(B, L), ranking_logits=ranking)
+    k = L - round(0.75 * L)
+    for b in range(B):
+        expected = set(perm[b].argsort(descending=True)[:k].tolist())
+        assert set(out.unmasked[b].nonzero().flatten().tolist()) == expected
+    assert bool((out.pred_original_sample == 5).all())
+    # without ranking_logits the same scheduler ranks by model_output: the last k positions
+    own = sched.step(logits, sched.timesteps[0], all_masked(B, L))
+    assert own.unmasked[:, L - k :].all() and not own.unmasked[:, : L - k].any()
+
+
+@pytest.mark.parametrize("unmasking", ["confidence", "random"])
+@pytest.mark.parametrize("remask", ["none", 0.5])
+def test_ranking_by_model_output_itself_changes_nothing(unmasking, remask):
+    """`ranking_logits=model_output` (what the pipeline passes without guidance) and random order
+    (which ignores the ranking) reproduce the plain step draw for draw."""
+    B, L = 3, 12
+    logits, other = random_logits(B, L, 0), random_logits(B, L, 1)
+    sched = make(unmasking=unmasking, remask=remask)
+    sched.set_timesteps(4)
+    sample = all_masked(B, L)
+    for i, t in enumerate(sched.timesteps):
+        plain = sched.step(logits, t, sample, generator=torch.Generator().manual_seed(i))
+        same = sched.step(
+            logits, t, sample, generator=torch.Generator().manual_seed(i), ranking_logits=logits
+        )
+        for a, b in zip(plain.to_tuple(), same.to_tuple(), strict=True):
+            assert torch.equal(a, b)
+        if unmasking == "random":
+            moved = sched.step(
+                logits, t, sample, generator=torch.Generator().manual_seed(i), ranking_logits=other
+            )
+            assert torch.equal(moved.prev_sample, plain.prev_sample)
+        sample = plain.prev_sample
+
+
+def test_ranking_logits_errors_name_the_argument():
+    sched = make(unmasking="confidence")
+    sched.set_timesteps(4)
+    logits = random_logits(2, 5)
+    with pytest.raises(ValueError, match="`ranking_logits` has shape \\(2, 4, 8\\)"):
+        sched.step(logits, 1.0, all_masked(2, 5), ranking_logits=random_logits(2, 4))
+    with pytest.raises(ValueError, match="`ranking_logits` must be a float tensor"):
+        sched.step(logits, 1.0, all_masked(2, 5), ranking_logits=torch.zeros(2, 5, 8).long())
 
 
 @pytest.mark.parametrize("n_free, steps", [(12, 4), (20, 8), (3, 8)])

@@ -321,13 +321,97 @@ def test_bad_input_is_refused_before_any_work(pipe, reward, change, match):
     assert pipe.model.rows == 0
 
 
-def test_smc_refuses_confidence_order_with_guided_proposals(reward):
+def test_smc_refuses_confidence_order_ranked_by_the_guided_logits(reward):
     pipe = make_pipe(unmasking="confidence")
-    with pytest.raises(ValueError, match="random-order unmasking.*'confidence'"):
+    with pytest.raises(ValueError, match="ranking 'proposal'.*`ranking='prior'`"):
         run(pipe, reward, SMCConfig(num_particles=2), guidance=GUIDED)
     assert pipe.model.rows == 0
     # without guidance the proposal is the model itself: confidence order is fine
     assert (run(pipe, reward, SMCConfig(num_particles=2)).sequences != MASK).all()
+
+
+def test_guided_smc_on_confidence_order_ranked_by_the_prior(reward):
+    pipe = make_pipe(unmasking="confidence", ranking="prior")
+    seen = []
+    step = pipe.scheduler.step
+
+    def spy(model_output, timestep, sample, **kwargs):
+        seen.append(kwargs.get("ranking_logits"))
+        return step(model_output, timestep, sample, **kwargs)
+
+    pipe.scheduler.step = spy
+    res = run(pipe, reward, SMCConfig(num_particles=4), guidance=GUIDED)
+    assert (res.sequences != MASK).all() and res.weights.shape == (2, 4)
+    assert len(seen) == STEPS and all(torch.is_tensor(x) for x in seen)
+    # corrected over every drawn token: the weights moved off uniform
+    assert not torch.allclose(res.weights, torch.full((2, 4), 0.25, dtype=torch.float64))
+
+
+# Outputs recorded before the scheduler had a `ranking` option (seeded, 4 steps, 2 samples of
+# 2 prompts): the default paths, and the unguided path under `ranking="prior"`, are unchanged.
+PINNED = {
+    ("confidence", False): [
+        [1, 4, 2, 9, 9, 9, 4, 4],
+        [1, 4, 9, 0, 9, 4, 10, 9],
+        [2, 4, 4, 4, 4, 9, 4, 4],
+        [2, 4, 2, 4, 4, 4, 0, 4],
+    ],
+    ("confidence", True): [
+        [1, 3, 3, 5, 3, 6, 5, 4],
+        [1, 6, 0, 3, 3, 10, 3, 3],
+        [2, 4, 9, 4, 4, 4, 2, 4],
+        [2, 4, 2, 4, 3, 4, 0, 4],
+    ],
+    ("random", False): [
+        [1, 9, 4, 7, 1, 7, 4, 0],
+        [1, 9, 2, 8, 4, 9, 4, 2],
+        [2, 4, 2, 9, 9, 9, 10, 9],
+        [2, 9, 4, 4, 4, 9, 7, 4],
+    ],
+    ("random", True): [
+        [1, 6, 3, 7, 1, 7, 5, 2],
+        [1, 9, 2, 5, 5, 9, 4, 2],
+        [2, 3, 2, 9, 9, 9, 10, 7],
+        [2, 7, 4, 4, 4, 6, 7, 4],
+    ],
+}
+PINNED_SMC = [
+    [[1, 9, 2, 4, 2, 9, 9, 5], [1, 0, 9, 5, 9, 6, 0, 4], [1, 9, 4, 4, 4, 4, 9, 4]],
+    [[2, 9, 10, 2, 4, 2, 9, 9], [2, 4, 4, 4, 9, 9, 3, 4], [2, 4, 9, 4, 4, 9, 9, 9]],
+]
+
+
+@pytest.mark.parametrize("unmasking", ["confidence", "random"])
+@pytest.mark.parametrize("guided", [False, True], ids=["unguided", "guided"])
+@pytest.mark.parametrize("ranking", ["proposal", "prior"])
+def test_default_and_unguided_paths_are_unchanged(reward, unmasking, guided, ranking):
+    from redge_guidance import RewardGuidance
+
+    pipe = make_pipe(unmasking=unmasking, ranking=ranking)
+    hook = RewardGuidance(reward, GUIDED, mask_token_id=MASK) if guided else None
+    out = pipe(
+        input_ids=prompts(2, 8),
+        num_samples=2,
+        num_inference_steps=4,
+        guidance=hook,
+        generator=torch.Generator().manual_seed(3),
+        output_type="ids",
+    )
+    if guided and ranking == "prior" and unmasking == "confidence":
+        # the one path that changes: guided proposals ranked by the model's logits
+        assert out.sequences.tolist() != PINNED[(unmasking, guided)]
+        return
+    assert out.sequences.tolist() == PINNED[(unmasking, guided)]
+    if unmasking == "confidence" and not guided:
+        res = search(
+            pipe,
+            reward,
+            prompts(2, 8),
+            SMCConfig(num_particles=4),
+            num_inference_steps=4,
+            generator=torch.Generator().manual_seed(5),
+        )
+        assert res.particles[:, :3].tolist() == PINNED_SMC
 
 
 @pytest.mark.parametrize("options", [{"decode": "argmax"}, {"temperature": 0.0}])

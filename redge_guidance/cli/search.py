@@ -142,9 +142,11 @@ def add_search_flags(
     *,
     none_help: str = "one generation per sample",
     keep_particles: bool = True,
+    ranking: bool = False,
 ) -> None:
     """The "search" argument group: `--search`, :data:`SEARCH_FLAGS`, `--keep-particles` (unless
-    `keep_particles=False`) and the budget (dest ``s_<flag>``, default None: unset)."""
+    `keep_particles=False`), `--ranking` (with `ranking=True`, for hosts whose scheduler the
+    search can set) and the budget (dest ``s_<flag>``, default None: unset)."""
     g = parser.add_argument_group("search (redge_guidance.search: best-of-N, SMC, refinement)")
     g.add_argument(
         "--search",
@@ -163,6 +165,15 @@ def add_search_flags(
             "--keep-particles",
             action="store_true",
             help="smc / best-of-n: one row per particle (with its weight), not only the pick",
+        )
+    if ranking:
+        g.add_argument(
+            "--ranking",
+            choices=("proposal", "prior"),
+            default="proposal",
+            help="confidence order: rank the cells to commit by the logits they are drawn from "
+            "(proposal, the default: guided ones when guided) or by the model's own (prior: "
+            "what `--search smc` with guided proposals needs)",
         )
     for flag, name, text in BUDGET_FLAGS:
         kwargs = _argparse_kwargs(Budget, name)
@@ -279,6 +290,7 @@ def check_search(
     unmasking: str,
     steps: int,
     rows: int,
+    ranking: str | None = None,
 ) -> None:
     """Refusals that depend on the other flags (before any model loads).
 
@@ -289,6 +301,8 @@ def check_search(
             typed, and the one that samples (`("--temperature 0", "--temperature 1")`); None
             when it samples.
         unmasking (`str`): `random` or `confidence`.
+        ranking (`str`, *optional*): `--ranking` (`proposal` or `prior`) where the host has
+            the flag; None where it has not (its confidence order ranks by the guided logits).
         steps (`int`): denoising steps per generation.
         rows (`int`): the largest batch, in prompts (for the budget's first unit).
     """
@@ -300,12 +314,14 @@ def check_search(
                 f"`--search smc` needs a stochastic sampler, got `{typed}` (argmax): every "
                 f"particle would be the same. Use `{fix}`."
             )
-        if guided and unmasking == "confidence":
+        if guided and unmasking == "confidence" and ranking != "prior":
+            fix = "`--ranking prior` (rank by the model's logits), " if ranking is not None else ""
             raise UsageError(
                 "`--search smc` with guided proposals needs `--unmasking random`, got "
-                "`--unmasking confidence`: confidence ranks positions by the guided logits, so "
-                "the proposal's weight cannot be corrected. Use `--unmasking random`, or "
-                "`--n-opt-steps 0` for SMC with the model's own proposals."
+                "`--unmasking confidence` ranked by the guided logits: the choice of positions "
+                f"is then part of the proposal and its weight cannot be corrected. Use {fix}"
+                "`--unmasking random`, or `--n-opt-steps 0` for SMC with the model's own "
+                "proposals."
             )
         if guided and handoff == "argmax":
             raise UsageError(

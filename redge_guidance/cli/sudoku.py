@@ -149,7 +149,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default="cpu",
         help="cpu (default), cuda, cuda:1, mps or auto (cuda if available)",
     )
-    add_search_flags(p, none_help="the solver's own pass and --restarts", keep_particles=False)
+    add_search_flags(
+        p, none_help="the solver's own pass and --restarts", keep_particles=False, ranking=True
+    )
     add_run_flags(
         p, quiet_help="no progress bar (weight loading included), only errors and summary"
     )
@@ -275,6 +277,11 @@ def _check_search(args: argparse.Namespace, puzzles: _Input, n_opt: int | None):
     """The `--search` settings (None without one) and what they refuse here."""
     settings = search_settings(args)
     if settings is None:
+        if args.ranking != "proposal":
+            raise UsageError(
+                f"`--ranking {args.ranking}` applies to `--search`, got no search. Add e.g. "
+                "`--search smc`, or drop `--ranking`."
+            )
         return None
     given_flags = (
         ("--no-prior", args.no_prior),
@@ -294,6 +301,7 @@ def _check_search(args: argparse.Namespace, puzzles: _Input, n_opt: int | None):
         handoff="logits",  # the solver's guidance hands its logits to the scheduler
         argmax_flag=("--temperature 0", "--temperature 1") if args.temperature == 0 else None,
         unmasking=args.unmasking,
+        ranking=args.ranking,
         steps=12 if args.steps is None else args.steps,
         rows=min(args.batch_size, len(puzzles.good)),
     )

@@ -86,6 +86,11 @@ def make_search_solver(args: Any, guidance: Any, settings: SearchSettings):
         **sampler_options(args),
         device=args.resolved_device,
     )
+    if getattr(args, "ranking", "proposal") == "prior":  # `--ranking prior`
+        from pipelines import MaskedDiffusionScheduler
+
+        config = solver.pipeline.scheduler.config
+        solver.pipeline.scheduler = MaskedDiffusionScheduler.from_config(config, ranking="prior")
     remask = conflicting_cells if settings.method == "refine" else None
     spent = _Spent(settings.method)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ._runner import Inputs, StepRecorder, score
+from ._runner import Inputs, StepRecorder, score, unmasking_order
 from .accounting import CountingReward, Meter
 from .config import SMCConfig
 from .population import Population
@@ -35,7 +35,9 @@ def proposal_log_ratio(
     ``q = softmax(guided / temperature)`` the guided one; committed = masked in ``before``
     (R, L), a token in ``after``. Masked vocabulary entries (the mask token, support
     restrictions) are at ``finfo.min`` or ``-inf`` in both, so both give them probability 0 and
-    a drawn token has a finite ratio.
+    a drawn token has a finite ratio. Passing the step's ``pred_original_sample`` as ``after``
+    sums over every token drawn at the step instead, the exact ratio under confidence order
+    ranked by the prior (``docs/search.md``).
     """
     committed = (before == mask_id) & (after != mask_id)  # (R, L)
     rows = committed.nonzero()  # (M, 2)
@@ -65,11 +67,13 @@ class SMCStep:
         num_steps: int,
         mask_id: int,
         sampler_temperature: float,
+        all_drawn: bool = False,
     ) -> None:
         self.pop, self.recorder, self.reward = population, recorder, reward
         self.am = attention_mask  # (R, L)
         self.num_steps, self.mask_id = num_steps, mask_id
         self.tau = sampler_temperature
+        self.all_drawn = all_drawn  # correct every drawn token, not only the committed ones
 
     def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]):
         after = kwargs["sample"]  # (R, L)
@@ -80,8 +84,11 @@ class SMCStep:
         r = score(self.reward, pred, self.am, rec.prior.shape[-1]).view(pop.B, pop.K)
         ratio = None
         if pop.cfg.proposal_correction and rec.guided is not rec.prior:
+            # Random order: the committed tokens. Confidence order ranked by the prior: every
+            # token drawn at the step, since which ones are committed depends on all of them.
+            drawn = kwargs["pred_original_sample"] if self.all_drawn else after
             ratio = proposal_log_ratio(
-                rec.before, after, rec.prior, rec.guided, self.mask_id, self.tau
+                rec.before, drawn, rec.prior, rec.guided, self.mask_id, self.tau
             ).view(pop.B, pop.K)
         pop.reweight(r, ratio)
         flat = pop.resample(allowed=not last)
@@ -116,6 +123,7 @@ def run_smc(
         num_steps=num_inference_steps,
         mask_id=pipe.mask_token_id,
         sampler_temperature=float(pipe.scheduler.config.temperature),
+        all_drawn=unmasking_order(pipe.scheduler) == "confidence",
     )
     out = pipe(
         **inputs.pipe_kwargs(),
@@ -125,7 +133,7 @@ def run_smc(
         generator=generator,
         output_type="ids",
         callback_on_step_end=smc,
-        callback_on_step_end_tensor_inputs=["sample"],
+        callback_on_step_end_tensor_inputs=["sample", "pred_original_sample"],
     )
     return population_result(config, pop, out.sequences.view(B, K, -1))
 
@@ -162,12 +170,15 @@ def check_smc(pipe: Any, hook: Any | None, config: SMCConfig, order: str) -> Non
         )
     if hook is None:
         return
-    if order == "confidence":
+    if order == "confidence" and sched.get("ranking", "proposal") != "prior":
         raise ValueError(
-            "SMC with guided proposals needs random-order unmasking, got the scheduler's "
-            "unmasking order 'confidence': confidence ranks positions by the guided logits, so "
-            "the choice of positions would be part of the proposal and its weight is not "
-            "corrected. Build the scheduler with random order, or run SMC without guidance."
+            "SMC with guided proposals on confidence-order unmasking needs the positions ranked "
+            f"by the model's unguided logits, got the scheduler's ranking "
+            f"{sched.get('ranking', 'proposal')!r}: confidence then ranks positions by the guided "
+            "logits, so the choice of positions is part of the proposal and its weight is not "
+            "corrected. Build the scheduler with `ranking='prior'` (e.g. "
+            "`MaskedDiffusionScheduler.from_config(pipe.scheduler.config, ranking='prior')`), "
+            "use random-order unmasking, or run SMC without guidance."
         )
     if hook.config.handoff == "argmax":
         raise ValueError(
