@@ -55,3 +55,31 @@ def test_guided_smc_ranked_by_the_prior_solves_from_the_shell(puzzles, tmp_path)
     assert main([*argv, "--quiet"]) == 0
     rows = out.read_text().splitlines()
     assert len(rows) == 2 and all(len(r) == 81 and r.isdigit() for r in rows)
+
+
+# ------------------------------------------------------------------------------------ generate
+
+
+def test_generate_guided_smc_on_confidence_order_ranked_by_the_prior(tmp_path, capsys):
+    from redge_guidance.cli.io import read_rows
+
+    base = ["generate", "--prompt", "ROMEO:", "--num-samples", "1", "--length", "4"]
+    base += ["--steps", "2", "--n-opt-steps", "1", "--search", "smc", "--particles", "2"]
+    base += ["--unmasking", "confidence", "--no-compare", "--no-judge", "--quiet"]
+    assert main([*base, "--output", str(tmp_path / "refused.jsonl")]) == 2
+    assert "Use `--ranking prior`" in _error(capsys)
+
+    rows = []
+    for name in ("a.jsonl", "b.jsonl"):
+        out = tmp_path / name
+        assert main([*base, "--ranking", "prior", "--output", str(out)]) == 0
+        rows.append(read_rows(out))
+    assert len(rows[0]) == 1 and rows[0][0]["token_ids"] == rows[1][0]["token_ids"]  # seeded
+    assert rows[0][0]["run_hash"] == rows[1][0]["run_hash"]
+
+
+def test_generate_ranking_prior_needs_confidence_order(tmp_path, capsys):
+    argv = ["generate", "--prompt", "ROMEO:", "--ranking", "prior", "--output", str(tmp_path / "x")]
+    assert main(argv) == 2
+    assert "`--ranking prior` ranks the positions that confidence order commits" in _error(capsys)
+    assert not (tmp_path / "x").exists()

@@ -267,7 +267,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     _add_prompt_args(p)
     _add_generation_args(p)
     _add_guidance_args(p)
-    add_search_flags(p)
+    add_search_flags(p, ranking=True)
     _add_model_args(p)
     _add_output_args(p)
     p.set_defaults(run=run)

@@ -108,6 +108,7 @@ def load_models(plan: GeneratePlan) -> Models:
         tm.tokenizer,
         mask_token_id=tm.mask_token_id,
         unmasking=args.order,
+        ranking=args.ranking,
         temperature=args.temperature,
     )
     pipe.set_progress_bar_config(disable=True)

@@ -229,6 +229,8 @@ def _run_hash(
         "batch_size": args.batch_size,
         "compare": args.compare,
     }
+    if args.ranking != "proposal":  # absent by default: earlier runs keep their hash
+        payload["ranking"] = args.ranking
     if search is not None:  # absent for `--search none`: the hash of plain runs is unchanged
         payload["search"] = search.to_dict()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
@@ -282,6 +284,12 @@ def make_plan(args: argparse.Namespace, prog: str) -> GeneratePlan:
     except ValueError as err:
         raise UsageError(to_flags(str(err), GENERATE_FLAGS)) from None
     config = build_guidance_config(guidance_settings(args, CLI_GUIDANCE_DEFAULTS, prog), prog)
+    if args.ranking == "prior" and args.order != "confidence":
+        raise UsageError(
+            "`--ranking prior` ranks the positions that confidence order commits, got "
+            f"`--unmasking {args.order}`, which ranks nothing. Add `--unmasking confidence`, or "
+            "drop `--ranking`."
+        )
     search = search_settings(args)
     if search is not None:
         largest = min(args.batch_size, len(prompts) * args.num_samples)
@@ -293,6 +301,7 @@ def make_plan(args: argparse.Namespace, prog: str) -> GeneratePlan:
             unmasking=args.order,
             steps=args.steps,
             rows=largest,
+            ranking=args.ranking,
         )
     dist = Dist()
     plan = GeneratePlan(
