@@ -178,7 +178,7 @@ def sudoku_sets(n: int) -> dict[str, list[tuple[list[int], list[int]]]]:
     )
     puzzles, solutions = _sudoku_data.tuning_puzzles(cache)
     tuning = list(zip(puzzles[:n].tolist(), solutions[:n].tolist(), strict=True))
-    return {"tuning": tuning, "minimal": sudoku_minimal.minimal_puzzles(n)}
+    return {"tuning": tuning, "minimal": sudoku_minimal.puzzle_set("minimal", n, tuning=False)}
 
 
 def run_sudoku(args: argparse.Namespace, store: _common.CellStore, log) -> None:
