@@ -24,20 +24,20 @@ TARGET = 7  # the token the reward favours
 CPU = torch.device("cpu")
 
 
+def bert_config(**overrides):
+    from transformers import BertConfig
+
+    sizes = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    return BertConfig(
+        vocab_size=V, max_position_embeddings=64, pad_token_id=0, **sizes, **overrides
+    )
+
+
 def tiny_bert():
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=V,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        pad_token_id=0,
-    )
-    return BertForMaskedLM(config).eval()
+    return BertForMaskedLM(bert_config()).eval()
 
 
 def tiny_modernbert():
@@ -152,20 +152,10 @@ def test_the_reward_runs_on_its_execution_device_and_scores_come_back(placement)
 
 
 def tiny_classifier():
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(1)
-    config = BertConfig(
-        vocab_size=V,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        pad_token_id=0,
-        num_labels=1,
-    )
-    return BertForSequenceClassification(config).eval()
+    return BertForSequenceClassification(bert_config(num_labels=1)).eval()
 
 
 @pytest.mark.parametrize("sub_vocab", [False, True])

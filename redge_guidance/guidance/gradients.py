@@ -42,26 +42,34 @@ def pathwise(
     relaxation's gradient; the reward's gradient with respect to its input is pulled back
     through it. ``S`` relaxed draws are batched as ``S·B`` reward inputs."""
     p = problem
-    S, B = p.S, p.B
+    S = p.S
     N, V = phi.shape
     phi_w = phi.to(p.work_dtype)  # bf16 under mixed precision (φ itself is the master copy)
     phi_s = phi_w.unsqueeze(0).expand(S, N, V) if S > 1 else phi_w.unsqueeze(0)
     hard = p.estimator(phi_s, generator=p.generator).hard  # (S, N, V)
     with torch.no_grad():
         p.write_rows(buffer, hard.detach())
+    g_hard, reward_b = _reward_gradient(p, buffer, check)
+    (grad,) = torch.autograd.grad(hard, phi, grad_outputs=-g_hard.to(hard.dtype))
+    p.clock.lap("relaxation")
+    return grad, reward_b
+
+
+def _reward_gradient(
+    p: InnerProblem, buffer: torch.Tensor, check: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean reward `(B,)` of the S samples written in `buffer`, and its gradient with
+    respect to their rows, `(S, N, K)`."""
     # A fresh leaf on the buffer's storage (the previous step's graph is already freed).
     x = buffer.detach().requires_grad_(True)
     p.clock.lap("relaxation")
-    scores = p.reward_call(p.reward_input(x), p.reward_mask, S * B)
+    scores = p.reward_call(p.reward_input(x), p.reward_mask, p.S * p.B)
     if check:
         check_first_scores(p, scores, differentiable=True)
-    reward_b = scores.view(S, B).mean(0)  # (B,)
+    reward_b = scores.view(p.S, p.B).mean(0)  # (B,)
     (g_x,) = torch.autograd.grad(reward_b.sum(), x)
     p.clock.lap("reward")
-    g_hard = p.read_rows(g_x)  # (S, N, K)
-    (grad,) = torch.autograd.grad(hard, phi, grad_outputs=-g_hard.to(hard.dtype))
-    p.clock.lap("relaxation")
-    return grad, reward_b.detach()
+    return p.read_rows(g_x), reward_b.detach()
 
 
 def compiled_pathwise(
@@ -71,7 +79,7 @@ def compiled_pathwise(
     same generator (uniforms first, then the chain's noise), the chain's forward and its
     gradient as two compiled graphs (:mod:`.compiled`), the reward eager in between."""
     p = problem
-    S, B = p.S, p.B
+    S = p.S
     N, K = phi.shape
     est = p.estimator
     sched = est.schedule
@@ -85,19 +93,11 @@ def compiled_pathwise(
     index = compiled(chain_sample)(theta, noise, uniforms, sched)  # (S, N)
     with torch.no_grad():
         p.write_rows(buffer, one_hot(index, K, buffer.dtype))
-    x = buffer.detach().requires_grad_(True)
-    p.clock.lap("relaxation")
-    scores = p.reward_call(p.reward_input(x), p.reward_mask, S * B)
-    if check:
-        check_first_scores(p, scores, differentiable=True)
-    reward_b = scores.view(S, B).mean(0)  # (B,)
-    (g_x,) = torch.autograd.grad(reward_b.sum(), x)
-    p.clock.lap("reward")
-    g_hard = p.read_rows(g_x)  # (S, N, K)
+    g_hard, reward_b = _reward_gradient(p, buffer, check)
     with torch.no_grad():
         grad = compiled(chain_grad)(theta, noise, index, -g_hard, sched, est._reinmax_last)
     p.clock.lap("relaxation")
-    return grad.to(p.work_dtype).to(phi.dtype), reward_b.detach()
+    return grad.to(p.work_dtype).to(phi.dtype), reward_b
 
 
 def score_function(
