@@ -643,7 +643,10 @@ def _wait_for_rows(path: Path, proc: subprocess.Popen, n: int, timeout: float) -
 
 def test_interrupt_then_sigkill_then_resume_completes_without_duplicates(tmp_path):
     out = tmp_path / "out.jsonl"
-    args = ["generate", *TINY, "--prompt", "ROMEO:", "--prompt", "", "--prompt", "KING:",
+    # Rows slow enough (~0.6 s each here, after ~5 s of start-up) that the signals land mid-run;
+    # at TINY's settings the 12 rows took 1.5 s and the run could end before SIGINT arrived.
+    args = ["generate", *TINY, "--steps", "8", "--n-opt-steps", "25",
+            "--prompt", "ROMEO:", "--prompt", "", "--prompt", "KING:",
             "--num-samples", "4", "--batch-size", "1", "--reward", "lexicon:vader",
             "--output", str(out), "--quiet"]  # fmt: skip
     # Ctrl-C: exit code 130, one line saying how to finish, only whole rows on disk.
