@@ -641,16 +641,22 @@ def _wait_for_rows(path: Path, proc: subprocess.Popen, n: int, timeout: float) -
     raise AssertionError(f"no {n} rows in {path} after {timeout} s")
 
 
+def _default_sigint() -> None:
+    """Ctrl-C's default action in the child: a shell that starts the test run in the background
+    (`pytest ... &`, `nohup`) leaves SIGINT ignored, and children inherit that, so without this
+    the child would never see the interrupt the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupt_then_sigkill_then_resume_completes_without_duplicates(tmp_path):
     out = tmp_path / "out.jsonl"
-    # Rows slow enough (~0.6 s each here, after ~5 s of start-up) that the signals land mid-run;
-    # at TINY's settings the 12 rows took 1.5 s and the run could end before SIGINT arrived.
-    args = ["generate", *TINY, "--steps", "8", "--n-opt-steps", "25",
-            "--prompt", "ROMEO:", "--prompt", "", "--prompt", "KING:",
+    args = ["generate", *TINY, "--prompt", "ROMEO:", "--prompt", "", "--prompt", "KING:",
             "--num-samples", "4", "--batch-size", "1", "--reward", "lexicon:vader",
             "--output", str(out), "--quiet"]  # fmt: skip
     # Ctrl-C: exit code 130, one line saying how to finish, only whole rows on disk.
-    proc = subprocess.Popen(_cli(*args), env=_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(*args), env=_env(), stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint
+    )
     try:
         _wait_for_rows(out, proc, 1, timeout=300)
         proc.send_signal(signal.SIGINT)
