@@ -25,7 +25,7 @@ from torch.autograd.function import once_differentiable
 from .base import Estimator, RelaxedSample, check_n_steps, check_t_1, compute_dtype
 from .sampling import draw_row_uniforms, one_hot, sample_from_probs
 
-__all__ = ["Schedule", "ReDGE", "ReinDGE", "ReDGECov", "redge"]
+__all__ = ["Schedule", "ReDGE", "ReinDGE", "ReDGECov", "redge", "chain_forward", "chain_vjp"]
 
 # Last grid point of the reference implementation: alpha at t ~ 1 (almost pure noise).
 ALPHA_END = 1e-4
@@ -196,40 +196,95 @@ class _ReDGEFunction(torch.autograd.Function):
         else:
             p1 = _chain(theta, ctx.noise.again(), sched, keep=kept)
         del theta
-        # Sum in the input dtype first, as autograd would accumulate the two uses of `soft`.
-        if grad_hard is None:
-            total = grad_soft
-        elif grad_soft is None:
-            total = grad_hard
-        else:
-            total = grad_hard + grad_soft
-        u = _softmax_vjp(total.to(cdt), p1)  # J(p1) g: direct term and start of the path term
-        del total
-        if ctx.reinmax_last and grad_hard is not None:
-            g_h = grad_hard.to(cdt)
-            idx = index.unsqueeze(-1)
-            # ⟨g, D - p1⟩ with D = one_hot(index)
-            dot = g_h.gather(-1, idx) - (g_h * p1).sum(-1, keepdim=True)
-            grad = u.sub(_softmax_vjp(g_h, p1), alpha=0.5).sub_(p1 * dot, alpha=0.5)
-            grad.scatter_add_(-1, idx, 0.5 * dot)
-            del g_h
-        else:
-            grad = u
+        kept.append(p1)
         del p1
-        if kept:
-            # Path term: reverse the DDIM moves x_{k-1} = A_k p_k + B_k x_k,
-            # p_k = softmax(θ + c_k x_k).
-            dx = u.mul(sched.c[1])  # ∂/∂x_1
-            del u
-            for k in range(2, sched.n_steps):
-                p_k = kept.pop()  # kept was filled from k = n-1 down to 2
-                v_k = _softmax_vjp(dx, p_k)  # J(p_k) dx; ∂/∂θ of this step is A_k v_k
-                del p_k
-                grad.add_(v_k, alpha=sched.A[k])
-                if k < sched.n_steps - 1:  # x_{n-1} is the noise: no θ beyond it
-                    dx.mul_(sched.B[k]).add_(v_k, alpha=sched.A[k] * sched.c[k])
-                del v_k
+        grad = chain_vjp(kept, index, grad_hard, grad_soft, sched, ctx.reinmax_last)
         return grad.to(logits.dtype), None, None, None, None
+
+
+def chain_forward(
+    theta: Tensor, uniforms: Tensor, sched: Schedule, generator: torch.Generator | None
+) -> tuple[Tensor, list[Tensor]]:
+    """ReDGE's forward keeping what its gradient needs: for callers that take the gradient right
+    after (the guidance loop), so the backward neither redraws the noise nor reruns the chain.
+
+    Same draws and the same values bit for bit as the estimators' forward; keeps
+    ``n_steps - 1`` tensors of the logits' size instead of none.
+
+    Args:
+        theta (`torch.Tensor` of shape `(..., V)`): the logits in the compute dtype (float32 or
+            float64), no gradient.
+        uniforms (`torch.Tensor` of shape `(...)`): the float64 row uniforms, drawn before.
+        sched (`Schedule`): the time grid.
+        generator (`torch.Generator`, *optional*): source of the chain's noise.
+
+    Returns:
+        `(index, outputs)`: the sampled ids and the chain's denoiser outputs
+        ``p_{n-1}, ..., p_2, p_1`` (``p_1`` alone at `t_1=1`; ``p_1`` is the soft sample), for
+        :func:`chain_vjp`.
+    """
+    kept: list[Tensor] = []
+    if sched.is_straight_through:
+        p1 = torch.softmax(theta, dim=-1)
+    else:
+        z = torch.randn(theta.shape, generator=generator, dtype=theta.dtype, device=theta.device)
+        p1 = _chain(theta, z, sched, keep=kept)  # overwrites z
+        del z
+    kept.append(p1)
+    return sample_from_probs(p1, uniforms), kept
+
+
+def chain_vjp(
+    kept: list[Tensor],
+    index: Tensor,
+    grad_hard: Tensor | None,
+    grad_soft: Tensor | None,
+    sched: Schedule,
+    reinmax_last: bool,
+) -> Tensor:
+    """The gradient with respect to the logits (compute dtype) of ⟨grad_hard, hard⟩ +
+    ⟨grad_soft, soft⟩, from the chain's outputs ``p_{n-1}, ..., p_2, p_1`` (`kept`, emptied as
+    they are used, so that each is freed as soon as possible).
+
+    ReDGE: the pathwise derivative of `soft` for both; ReinDGE (`reinmax_last`): for `hard`, the
+    path term plus ReinMax's direct term on the last step (see :class:`_ReDGEFunction`).
+    """
+    p1 = kept.pop()
+    cdt = p1.dtype
+    # Sum in the input dtype first, as autograd would accumulate the two uses of `soft`.
+    if grad_hard is None:
+        total = grad_soft
+    elif grad_soft is None:
+        total = grad_hard
+    else:
+        total = grad_hard + grad_soft
+    u = _softmax_vjp(total.to(cdt), p1)  # J(p1) g: direct term and start of the path term
+    del total
+    if reinmax_last and grad_hard is not None:
+        g_h = grad_hard.to(cdt)
+        idx = index.unsqueeze(-1)
+        # ⟨g, D - p1⟩ with D = one_hot(index)
+        dot = g_h.gather(-1, idx) - (g_h * p1).sum(-1, keepdim=True)
+        grad = u.sub(_softmax_vjp(g_h, p1), alpha=0.5).sub_(p1 * dot, alpha=0.5)
+        grad.scatter_add_(-1, idx, 0.5 * dot)
+        del g_h
+    else:
+        grad = u
+    del p1
+    if kept:
+        # Path term: reverse the DDIM moves x_{k-1} = A_k p_k + B_k x_k,
+        # p_k = softmax(θ + c_k x_k).
+        dx = u.mul(sched.c[1])  # ∂/∂x_1
+        del u
+        for k in range(2, sched.n_steps):
+            p_k = kept.pop()  # kept was filled from k = n-1 down to 2
+            v_k = _softmax_vjp(dx, p_k)  # J(p_k) dx; ∂/∂θ of this step is A_k v_k
+            del p_k
+            grad.add_(v_k, alpha=sched.A[k])
+            if k < sched.n_steps - 1:  # x_{n-1} is the noise: no θ beyond it
+                dx.mul_(sched.B[k]).add_(v_k, alpha=sched.A[k] * sched.c[k])
+            del v_k
+    return grad
 
 
 class _ChainEstimator(Estimator):

@@ -14,24 +14,32 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..estimators.base import compute_dtype
-from ..estimators.diffusion import ReDGE, ReinDGE
-from ..estimators.sampling import draw_row_uniforms, one_hot, sample_from_probs
+from ..estimators.base import check_logits, compute_dtype
+from ..estimators.diffusion import ReDGE, ReinDGE, chain_forward, chain_vjp
+from ..estimators.sampling import draw_row_uniforms, sample_from_probs
 from .compiled import chain_grad, chain_sample, compiled
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inner import InnerProblem
 
-__all__ = ["choose", "pathwise", "compiled_pathwise", "score_function", "check_first_scores"]
+__all__ = [
+    "choose",
+    "pathwise",
+    "chain_pathwise",
+    "compiled_pathwise",
+    "score_function",
+    "check_first_scores",
+]
 
 
 def choose(problem: InnerProblem):
     """The gradient of the problem's configuration: score function, the compiled ReDGE /
-    ReinDGE path (``compile=True``), or pathwise through the estimator."""
+    ReinDGE path (``compile=True``), ReDGE / ReinDGE's chain kept from forward to backward,
+    or pathwise through the estimator."""
     if problem.score_function:
         return score_function
-    if problem.config.compile and isinstance(problem.estimator, (ReDGE, ReinDGE)):
-        return compiled_pathwise
+    if isinstance(problem.estimator, (ReDGE, ReinDGE)):
+        return compiled_pathwise if problem.config.compile else chain_pathwise
     return pathwise
 
 
@@ -53,6 +61,40 @@ def pathwise(
     (grad,) = torch.autograd.grad(hard, phi, grad_outputs=-g_hard.to(hard.dtype))
     p.clock.lap("relaxation")
     return grad, reward_b
+
+
+def chain_pathwise(
+    problem: InnerProblem, phi: torch.Tensor, buffer: torch.Tensor, *, check: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pathwise` for ReDGE / ReinDGE, bit for bit, without autograd: the chain's softmax
+    outputs are kept from the forward to the gradient, so the noise is drawn once and the chain
+    runs once per inner step (the estimator, which keeps only the logits for its backward,
+    draws the noise again and reruns the chain). Keeps ``n_steps - 1`` tensors of φ's size
+    through the reward call, fewer than the gradient itself then allocates."""
+    p = problem
+    S = p.S
+    N, K = phi.shape
+    est = p.estimator
+    phi_w = phi.detach().to(p.work_dtype)  # what the estimator is called with (S = 1)
+    phi_s = phi_w.unsqueeze(0).expand(S, N, K) if S > 1 else phi_w.unsqueeze(0)
+    check_logits(phi_s)  # as the estimator's call does
+    uniforms = draw_row_uniforms(phi_s, p.generator)  # (S, N), drawn before the noise
+    theta = phi_s.to(compute_dtype(p.work_dtype))
+    index, outputs = chain_forward(theta, uniforms, est.schedule, p.generator)
+    del theta
+    with torch.no_grad():
+        p.write_draws(buffer, index)
+    g_hard, reward_b = _reward_gradient(p, buffer, check)
+    # −g: read_rows returns a fresh tensor, negated in place.
+    g = g_hard.to(p.work_dtype).neg_()
+    del g_hard
+    grad = chain_vjp(outputs, index, g, None, est.schedule, est._reinmax_last)
+    del g
+    # What autograd does after the estimator: the S draws' sum, then φ's dtype.
+    grad = grad.to(p.work_dtype)
+    grad = grad.sum(0) if S > 1 else grad.squeeze(0)
+    p.clock.lap("relaxation")
+    return grad.to(phi.dtype), reward_b
 
 
 def _reward_gradient(
@@ -92,7 +134,7 @@ def compiled_pathwise(
         noise = torch.randn(theta.shape, generator=p.generator, dtype=cdt, device=theta.device)
     index = compiled(chain_sample)(theta, noise, uniforms, sched)  # (S, N)
     with torch.no_grad():
-        p.write_rows(buffer, one_hot(index, K, buffer.dtype))
+        p.write_draws(buffer, index)
     g_hard, reward_b = _reward_gradient(p, buffer, check)
     with torch.no_grad():
         grad = compiled(chain_grad)(theta, noise, index, -g_hard, sched, est._reinmax_last)

@@ -167,6 +167,8 @@ class InnerProblem:
         # them from `logits` again at the hand-off instead of holding an (N, V) copy.
         self.raw_rows = None if self.support.dense else raw  # (N, K) in the input dtype
         self.vmask = raw <= torch.finfo(self.in_dtype).min  # (N, K): masked (or off the nucleus)
+        # One host synchronisation here saves a full pass per inner step where nothing is masked.
+        self.any_masked = bool(self.vmask.any())
         rows = raw.to(self.dtype).masked_fill(self.vmask, self.low)  # finite
         if self.support.dense:
             self.prior_logp = torch.log_softmax(rows, dim=-1)
@@ -287,12 +289,28 @@ class InnerProblem:
             flat = buffer.view(-1, self.V)
             flat[self._flat_rows[: S * self.N], index] = rows.reshape(-1, self.K).to(buffer.dtype)
 
+    def write_draws(self, buffer: torch.Tensor, index: torch.Tensor) -> None:
+        """Write the one-hots of ``index`` (S, N) (positions in the support) into the editable
+        rows of the reward's input buffer, in place: what :meth:`write_rows` writes for
+        ``one_hot(index, K)``, without building the (S, N, K) one-hots on the dense path."""
+        S = index.shape[0]
+        if not self.support.dense:
+            self.write_rows(buffer, F.one_hot(index, self.K).to(buffer.dtype))
+            return
+        flat = buffer.view(-1, self.V)
+        rows = self._flat_rows[: S * self.N, 0]
+        flat.index_fill_(0, rows, 0.0)
+        flat[rows, index.reshape(-1)] = 1.0
+
     def read_rows(self, grad: torch.Tensor) -> torch.Tensor:
-        """The editable rows' entries (S, N, K) of a gradient with respect to the buffer."""
+        """The editable rows' entries (S, N, K) of a gradient with respect to the buffer, a
+        fresh tensor (callers may overwrite it)."""
         S = grad.shape[0] // self.B
-        if self.support.dense or self.sparse_input:
-            width = self.V if self.support.dense else self.K
-            return grad.view(S, self.B, self.L, width)[:, self.editable]
+        if self.support.dense:
+            rows = self._flat_rows[: S * self.N, 0]
+            return grad.reshape(-1, self.V).index_select(0, rows).view(S, self.N, self.V)
+        if self.sparse_input:
+            return grad.view(S, self.B, self.L, self.K)[:, self.editable]
         index = self.support.index.repeat(S, 1)
         flat_rows = self._flat_rows[: S * self.N]
         return grad.reshape(-1, self.V)[flat_rows, index].view(S, self.N, self.K)
