@@ -15,6 +15,7 @@ backward is one copy of the logits whatever `n_steps`, where a plain autograd gr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,7 +26,16 @@ from torch.autograd.function import once_differentiable
 from .base import Estimator, RelaxedSample, check_n_steps, check_t_1, compute_dtype
 from .sampling import draw_row_uniforms, one_hot, sample_from_probs
 
-__all__ = ["Schedule", "ReDGE", "ReinDGE", "ReDGECov", "redge", "chain_forward", "chain_vjp"]
+__all__ = [
+    "Schedule",
+    "ReDGE",
+    "ReinDGE",
+    "ReDGECov",
+    "redge",
+    "chain_forward",
+    "chain_vjp",
+    "BufferPool",
+]
 
 # Last grid point of the reference implementation: alpha at t ~ 1 (almost pure noise).
 ALPHA_END = 1e-4
@@ -126,22 +136,69 @@ class _NoiseReplay:
         return torch.randn(self.shape, generator=g, dtype=self.dtype, device=self.device)
 
 
-def _chain(theta: Tensor, x: Tensor, sched: Schedule, keep: list[Tensor] | None) -> Tensor:
+class BufferPool:
+    """Tensors of one size handed out again once given back: a loop that allocates the same
+    temporaries at every iteration keeps them instead (on CPU a fresh large tensor costs page
+    faults on first touch, often more than the operation that fills it)."""
+
+    def __init__(self) -> None:
+        self.free: list[Tensor] = []
+
+    def take(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An uninitialised tensor of `shape` (a given-back one when the size matches)."""
+        numel = math.prod(shape)
+        for i, t in enumerate(self.free):
+            if t.numel() == numel and t.dtype == dtype and t.device == device:
+                return self.free.pop(i).view(shape)
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def give(self, *tensors: Tensor) -> None:
+        """Hand back contiguous tensors nobody reads any more."""
+        self.free.extend(t.view(-1) for t in tensors)
+
+
+def _take_like(pool: BufferPool | None, t: Tensor) -> Tensor | None:
+    return None if pool is None else pool.take(t.shape, t.dtype, t.device)
+
+
+def _softmax(h: Tensor, out: Tensor | None) -> Tensor:
+    """``torch.softmax(h, -1)`` (the same kernel), written into `out` when given."""
+    if out is None:
+        return torch.softmax(h, dim=-1)
+    return torch.ops.aten._softmax.out(h, -1, False, out=out)
+
+
+def _chain(
+    theta: Tensor,
+    x: Tensor,
+    sched: Schedule,
+    keep: list[Tensor] | None,
+    pool: BufferPool | None = None,
+) -> Tensor:
     """Run the DDIM chain from x (overwritten) at index n-1 to the soft output at index 1.
 
-    `keep`, when given, receives the intermediate denoiser outputs p_{n-1}, ..., p_2.
+    `keep`, when given, receives the intermediate denoiser outputs p_{n-1}, ..., p_2. With a
+    `pool`, the temporaries and outputs come from it (the same values bit for bit).
     """
+    tmp = _take_like(pool, x)
     for k in range(sched.n_steps - 1, 1, -1):
-        p = torch.softmax(torch.add(theta, x, alpha=sched.c[k]), dim=-1)
+        p = _softmax(torch.add(theta, x, alpha=sched.c[k], out=tmp), _take_like(pool, x))
         if keep is not None:
             keep.append(p)
+        elif pool is not None:
+            pool.give(p)  # read once more below, before the next take
         x = x.mul_(sched.B[k]).add_(p, alpha=sched.A[k])
-    return torch.softmax(torch.add(theta, x, alpha=sched.c[1]), dim=-1)
+    p1 = _softmax(torch.add(theta, x, alpha=sched.c[1], out=tmp), _take_like(pool, x))
+    if pool is not None:
+        pool.give(tmp)
+    return p1
 
 
-def _softmax_vjp(grad: Tensor, probs: Tensor) -> Tensor:
-    """J(p)ᵀ g = p ⊙ (g - ⟨g, p⟩), the same kernel autograd uses for softmax."""
-    return torch._softmax_backward_data(grad, probs, -1, probs.dtype)
+def _softmax_vjp(grad: Tensor, probs: Tensor, out: Tensor | None = None) -> Tensor:
+    """J(p)ᵀ g = p ⊙ (g - ⟨g, p⟩), the same kernel autograd uses for softmax (into `out`)."""
+    if out is None:
+        return torch._softmax_backward_data(grad, probs, -1, probs.dtype)
+    return torch.ops.aten._softmax_backward_data.out(grad, probs, -1, probs.dtype, grad_input=out)
 
 
 class _ReDGEFunction(torch.autograd.Function):
@@ -203,7 +260,11 @@ class _ReDGEFunction(torch.autograd.Function):
 
 
 def chain_forward(
-    theta: Tensor, uniforms: Tensor, sched: Schedule, generator: torch.Generator | None
+    theta: Tensor,
+    uniforms: Tensor,
+    sched: Schedule,
+    generator: torch.Generator | None,
+    pool: BufferPool | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
     """ReDGE's forward keeping what its gradient needs: for callers that take the gradient right
     after (the guidance loop), so the backward neither redraws the noise nor reruns the chain.
@@ -217,6 +278,8 @@ def chain_forward(
         uniforms (`torch.Tensor` of shape `(...)`): the float64 row uniforms, drawn before.
         sched (`Schedule`): the time grid.
         generator (`torch.Generator`, *optional*): source of the chain's noise.
+        pool (`BufferPool`, *optional*): where the noise, the temporaries and the outputs are
+            taken from (the outputs go back to it in :func:`chain_vjp` with the same pool).
 
     Returns:
         `(index, outputs)`: the sampled ids and the chain's denoiser outputs
@@ -225,10 +288,15 @@ def chain_forward(
     """
     kept: list[Tensor] = []
     if sched.is_straight_through:
-        p1 = torch.softmax(theta, dim=-1)
+        p1 = _softmax(theta, _take_like(pool, theta))
     else:
-        z = torch.randn(theta.shape, generator=generator, dtype=theta.dtype, device=theta.device)
-        p1 = _chain(theta, z, sched, keep=kept)  # overwrites z
+        z = _take_like(pool, theta)
+        z = torch.randn(
+            theta.shape, generator=generator, dtype=theta.dtype, device=theta.device, out=z
+        )
+        p1 = _chain(theta, z, sched, keep=kept, pool=pool)  # overwrites z
+        if pool is not None:
+            pool.give(z)
         del z
     kept.append(p1)
     return sample_from_probs(p1, uniforms), kept
@@ -241,10 +309,12 @@ def chain_vjp(
     grad_soft: Tensor | None,
     sched: Schedule,
     reinmax_last: bool,
+    pool: BufferPool | None = None,
 ) -> Tensor:
     """The gradient with respect to the logits (compute dtype) of ⟨grad_hard, hard⟩ +
     ⟨grad_soft, soft⟩, from the chain's outputs ``p_{n-1}, ..., p_2, p_1`` (`kept`, emptied as
-    they are used, so that each is freed as soon as possible).
+    they are used, so that each is freed as soon as possible, or given back to `pool`, which
+    then also provides the temporaries; the result is never one of its buffers).
 
     ReDGE: the pathwise derivative of `soft` for both; ReinDGE (`reinmax_last`): for `hard`, the
     path term plus ReinMax's direct term on the last step (see :class:`_ReDGEFunction`).
@@ -259,6 +329,7 @@ def chain_vjp(
     else:
         total = grad_hard + grad_soft
     u = _softmax_vjp(total.to(cdt), p1)  # J(p1) g: direct term and start of the path term
+    # (a fresh tensor: the result, which the caller keeps)
     del total
     if reinmax_last and grad_hard is not None:
         g_h = grad_hard.to(cdt)
@@ -270,20 +341,28 @@ def chain_vjp(
         del g_h
     else:
         grad = u
+    if pool is not None:
+        pool.give(p1)
     del p1
     if kept:
         # Path term: reverse the DDIM moves x_{k-1} = A_k p_k + B_k x_k,
         # p_k = softmax(θ + c_k x_k).
-        dx = u.mul(sched.c[1])  # ∂/∂x_1
+        dx = torch.mul(u, sched.c[1], out=_take_like(pool, u))  # ∂/∂x_1
         del u
         for k in range(2, sched.n_steps):
             p_k = kept.pop()  # kept was filled from k = n-1 down to 2
-            v_k = _softmax_vjp(dx, p_k)  # J(p_k) dx; ∂/∂θ of this step is A_k v_k
+            v_k = _softmax_vjp(dx, p_k, _take_like(pool, dx))  # J(p_k) dx; ∂θ: A_k v_k
+            if pool is not None:
+                pool.give(p_k)
             del p_k
             grad.add_(v_k, alpha=sched.A[k])
             if k < sched.n_steps - 1:  # x_{n-1} is the noise: no θ beyond it
                 dx.mul_(sched.B[k]).add_(v_k, alpha=sched.A[k] * sched.c[k])
+            if pool is not None:
+                pool.give(v_k)
             del v_k
+        if pool is not None:
+            pool.give(dx)
     return grad
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..estimators.base import check_logits, compute_dtype
-from ..estimators.diffusion import ReDGE, ReinDGE, chain_forward, chain_vjp
+from ..estimators.diffusion import BufferPool, ReDGE, ReinDGE, chain_forward, chain_vjp
 from ..estimators.sampling import draw_row_uniforms, sample_from_probs
 from .compiled import chain_grad, chain_sample, compiled
 
@@ -80,28 +80,35 @@ def chain_pathwise(
     check_logits(phi_s)  # as the estimator's call does
     uniforms = draw_row_uniforms(phi_s, p.generator)  # (S, N), drawn before the noise
     theta = phi_s.to(compute_dtype(p.work_dtype))
-    index, outputs = chain_forward(theta, uniforms, est.schedule, p.generator)
+    pool = p.workspace  # the chain's buffers, reused from one inner step to the next
+    index, outputs = chain_forward(theta, uniforms, est.schedule, p.generator, pool)
     del theta
     with torch.no_grad():
         p.write_draws(buffer, index)
-    g_hard, reward_b = _reward_gradient(p, buffer, check)
-    # −g: read_rows returns a fresh tensor, negated in place.
+    g_hard, reward_b = _reward_gradient(p, buffer, check, pool)
+    # −g: read_rows returns a fresh tensor or one of the pool's, negated in place.
     g = g_hard.to(p.work_dtype).neg_()
-    del g_hard
-    grad = chain_vjp(outputs, index, g, None, est.schedule, est._reinmax_last)
-    del g
+    grad = chain_vjp(outputs, index, g, None, est.schedule, est._reinmax_last, pool)
+    pool.give(g_hard)
+    if g is not g_hard:
+        pool.give(g)
+    del g, g_hard
     # What autograd does after the estimator: the S draws' sum, then φ's dtype.
+    u = grad
     grad = grad.to(p.work_dtype)
     grad = grad.sum(0) if S > 1 else grad.squeeze(0)
+    grad = grad.to(phi.dtype)
+    if grad.untyped_storage().data_ptr() != u.untyped_storage().data_ptr():
+        pool.give(u)
     p.clock.lap("relaxation")
-    return grad.to(phi.dtype), reward_b
+    return grad, reward_b
 
 
 def _reward_gradient(
-    p: InnerProblem, buffer: torch.Tensor, check: bool
+    p: InnerProblem, buffer: torch.Tensor, check: bool, pool: BufferPool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean reward `(B,)` of the S samples written in `buffer`, and its gradient with
-    respect to their rows, `(S, N, K)`."""
+    respect to their rows, `(S, N, K)` (from `pool` when given and the support is dense)."""
     # A fresh leaf on the buffer's storage (the previous step's graph is already freed).
     x = buffer.detach().requires_grad_(True)
     p.clock.lap("relaxation")
@@ -111,7 +118,7 @@ def _reward_gradient(
     reward_b = scores.view(p.S, p.B).mean(0)  # (B,)
     (g_x,) = torch.autograd.grad(reward_b.sum(), x)
     p.clock.lap("reward")
-    return p.read_rows(g_x), reward_b.detach()
+    return p.read_rows(g_x, pool), reward_b.detach()
 
 
 def compiled_pathwise(

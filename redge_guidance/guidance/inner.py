@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..estimators.diffusion import BufferPool
 from . import gradients
 from .config import GuidanceConfig
 from .optim import EarlyStop, make_optimizer
@@ -156,6 +157,8 @@ class InnerProblem:
         self.S = config.num_relaxed_samples
         self.clock = Clock(self.device, profile)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        # Temporaries of the inner steps, reused from one to the next.
+        self.workspace = BufferPool()
 
         # The N editable rows, row-major over (B, L).
         self.batch_idx = self.editable.nonzero()[:, 0]  # (N,) sample of each row
@@ -302,13 +305,15 @@ class InnerProblem:
         flat.index_fill_(0, rows, 0.0)
         flat[rows, index.reshape(-1)] = 1.0
 
-    def read_rows(self, grad: torch.Tensor) -> torch.Tensor:
+    def read_rows(self, grad: torch.Tensor, pool: BufferPool | None = None) -> torch.Tensor:
         """The editable rows' entries (S, N, K) of a gradient with respect to the buffer, a
-        fresh tensor (callers may overwrite it)."""
+        fresh tensor (callers may overwrite it), taken from `pool` on the dense path."""
         S = grad.shape[0] // self.B
         if self.support.dense:
             rows = self._flat_rows[: S * self.N, 0]
-            return grad.reshape(-1, self.V).index_select(0, rows).view(S, self.N, self.V)
+            out = None if pool is None else pool.take((S * self.N, self.V), grad.dtype, grad.device)
+            out = torch.index_select(grad.reshape(-1, self.V), 0, rows, out=out)
+            return out.view(S, self.N, self.V)
         if self.sparse_input:
             return grad.view(S, self.B, self.L, self.K)[:, self.editable]
         index = self.support.index.repeat(S, 1)
@@ -350,13 +355,21 @@ class InnerProblem:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The per-sample KL (B,) and, if asked, its gradient with respect to φ (N, K), in
         closed form: ``q ⊙ (log q − log p − KL_row)``. About eight passes over (N, K) and two
-        buffers, where autograd through ``log_softmax`` and ``kl_div`` takes twice that."""
+        buffers, where autograd through ``log_softmax`` and ``kl_div`` takes twice that.
+        The gradient is a buffer of :attr:`workspace`: give it back once read.
+        """
+        pool = self.workspace
         with torch.no_grad():
-            logq = torch.log_softmax(phi.detach(), dim=-1)  # (N, K)
-            q = logq.exp()
+            phi = phi.detach()
+            logq = pool.take(phi.shape, phi.dtype, phi.device)
+            logq = torch.ops.aten._log_softmax.out(phi, -1, False, out=logq)  # (N, K)
+            q = torch.exp(logq, out=pool.take(phi.shape, phi.dtype, phi.device))
             diff = logq.sub_(self.prior_logp)  # log q − log p, in place
             kl_rows = (q.unsqueeze(-2) @ diff.unsqueeze(-1)).reshape(-1)  # (N,) row dot products
             grad = diff.sub_(kl_rows.unsqueeze(-1)).mul_(q) if need_grad else None
+            pool.give(q)
+            if grad is None:
+                pool.give(diff)
         return self.per_sample(kl_rows), grad
 
     def decoded_reward(self, rows: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,10 @@ class EagerAdam:
 
     def kl(self, phi: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         kl_b, g_kl = self.problem.kl_and_grad(phi, need_grad=self.cfg.kl_weight > 0)
-        self.grad = grad.add_(g_kl, alpha=self.cfg.kl_weight) if g_kl is not None else grad
+        if g_kl is not None:
+            grad = grad.add_(g_kl, alpha=self.cfg.kl_weight)
+            self.problem.workspace.give(g_kl)
+        self.grad = grad
         return kl_b
 
     def step(self, phi: torch.Tensor) -> torch.Tensor:
