@@ -141,8 +141,9 @@ class BufferPool:
     temporaries at every iteration keeps them instead (on CPU a fresh large tensor costs page
     faults on first touch, often more than the operation that fills it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 8) -> None:
         self.free: list[Tensor] = []
+        self.limit = limit  # tensors kept at most; more given back are simply dropped
 
     def take(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> Tensor:
         """An uninitialised tensor of `shape` (a given-back one when the size matches)."""
@@ -153,8 +154,10 @@ class BufferPool:
         return torch.empty(shape, dtype=dtype, device=device)
 
     def give(self, *tensors: Tensor) -> None:
-        """Hand back contiguous tensors nobody reads any more."""
-        self.free.extend(t.view(-1) for t in tensors)
+        """Hand back tensors nobody reads any more (any tensor: the pool adopts it)."""
+        for t in tensors:
+            if t.is_contiguous() and len(self.free) < self.limit:
+                self.free.append(t.view(-1))
 
 
 def _take_like(pool: BufferPool | None, t: Tensor) -> Tensor | None:
@@ -314,7 +317,7 @@ def chain_vjp(
     """The gradient with respect to the logits (compute dtype) of ⟨grad_hard, hard⟩ +
     ⟨grad_soft, soft⟩, from the chain's outputs ``p_{n-1}, ..., p_2, p_1`` (`kept`, emptied as
     they are used, so that each is freed as soon as possible, or given back to `pool`, which
-    then also provides the temporaries; the result is never one of its buffers).
+    then also provides the temporaries and the result).
 
     ReDGE: the pathwise derivative of `soft` for both; ReinDGE (`reinmax_last`): for `hard`, the
     path term plus ReinMax's direct term on the last step (see :class:`_ReDGEFunction`).
@@ -328,8 +331,8 @@ def chain_vjp(
         total = grad_hard
     else:
         total = grad_hard + grad_soft
-    u = _softmax_vjp(total.to(cdt), p1)  # J(p1) g: direct term and start of the path term
-    # (a fresh tensor: the result, which the caller keeps)
+    # J(p1) g: direct term and start of the path term (the result: the caller gives it back)
+    u = _softmax_vjp(total.to(cdt), p1, _take_like(pool, p1))
     del total
     if reinmax_last and grad_hard is not None:
         g_h = grad_hard.to(cdt)

@@ -54,6 +54,7 @@ class EagerAdam:
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.grad = None
+        p.workspace.give(grad)  # read by nothing else: the next inner step reuses it
         return phi
 
 
