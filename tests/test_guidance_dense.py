@@ -78,3 +78,19 @@ def test_write_draws_is_write_rows_of_one_hots():
         p.write_draws(a, index)
         p.write_rows(b, torch.nn.functional.one_hot(index, p.K).to(b.dtype))
         assert torch.equal(a, b)
+
+
+def test_buffer_pool_reuses_by_size_and_caps_what_it_keeps():
+    from redge_guidance.estimators.diffusion import BufferPool
+
+    pool = BufferPool(limit=2)
+    a = pool.take((2, 3), torch.float32, torch.device("cpu"))
+    pool.give(a)
+    b = pool.take((3, 2), torch.float32, torch.device("cpu"))  # same size: the same storage
+    assert b.shape == (3, 2) and b.data_ptr() == a.data_ptr()
+    c = pool.take((3, 2), torch.float64, torch.device("cpu"))  # another dtype: a new one
+    assert c.data_ptr() != b.data_ptr()
+    pool.give(b, c, torch.zeros(4), torch.zeros(5))
+    assert len(pool.free) == 2  # the rest is dropped
+    pool.give(torch.zeros(4, 4).T)  # not contiguous: never kept
+    assert len(pool.free) == 2

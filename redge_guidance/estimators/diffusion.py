@@ -317,7 +317,8 @@ def chain_vjp(
     """The gradient with respect to the logits (compute dtype) of ⟨grad_hard, hard⟩ +
     ⟨grad_soft, soft⟩, from the chain's outputs ``p_{n-1}, ..., p_2, p_1`` (`kept`, emptied as
     they are used, so that each is freed as soon as possible, or given back to `pool`, which
-    then also provides the temporaries and the result).
+    then also provides the temporaries and the result). With a `pool`, `grad_hard` and
+    `grad_soft` are handed over too: given back once read.
 
     ReDGE: the pathwise derivative of `soft` for both; ReinDGE (`reinmax_last`): for `hard`, the
     path term plus ReinMax's direct term on the last step (see :class:`_ReDGEFunction`).
@@ -345,8 +346,8 @@ def chain_vjp(
     else:
         grad = u
     if pool is not None:
-        pool.give(p1)
-    del p1
+        pool.give(p1, *(g for g in (grad_hard, grad_soft) if g is not None))
+    del p1, grad_hard, grad_soft
     if kept:
         # Path term: reverse the DDIM moves x_{k-1} = A_k p_k + B_k x_k,
         # p_k = softmax(θ + c_k x_k).

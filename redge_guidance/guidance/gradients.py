@@ -88,11 +88,11 @@ def chain_pathwise(
     g_hard, reward_b = _reward_gradient(p, buffer, check, pool)
     # −g: read_rows returns a fresh tensor or one of the pool's, negated in place.
     g = g_hard.to(p.work_dtype).neg_()
-    grad = chain_vjp(outputs, index, g, None, est.schedule, est._reinmax_last, pool)
-    pool.give(g_hard)
     if g is not g_hard:
-        pool.give(g)
-    del g, g_hard
+        pool.give(g_hard)
+    del g_hard
+    grad = chain_vjp(outputs, index, g, None, est.schedule, est._reinmax_last, pool)  # takes g
+    del g
     # What autograd does after the estimator: the S draws' sum, then φ's dtype.
     u = grad
     grad = grad.to(p.work_dtype)
