@@ -181,7 +181,8 @@ def _chain(
     """Run the DDIM chain from x (overwritten) at index n-1 to the soft output at index 1.
 
     `keep`, when given, receives the intermediate denoiser outputs p_{n-1}, ..., p_2. With a
-    `pool`, the temporaries and outputs come from it (the same values bit for bit).
+    `pool`, the temporaries and outputs come from it (the same values bit for bit), and the last
+    step adds into x itself: x then holds no chain state, only scratch.
     """
     tmp = _take_like(pool, x)
     for k in range(sched.n_steps - 1, 1, -1):
@@ -191,10 +192,14 @@ def _chain(
         elif pool is not None:
             pool.give(p)  # read once more below, before the next take
         x = x.mul_(sched.B[k]).add_(p, alpha=sched.A[k])
-    p1 = _softmax(torch.add(theta, x, alpha=sched.c[1], out=tmp), _take_like(pool, x))
-    if pool is not None:
-        pool.give(tmp)
-    return p1
+    if pool is None:
+        return torch.softmax(torch.add(theta, x, alpha=sched.c[1]), dim=-1)
+    return _softmax(torch.add(theta, x, alpha=sched.c[1], out=x), tmp)  # x is not read again
+
+
+# Devices whose softmax-backward kernel may write over its `grad` or `probs` input (checked bit for
+# bit against the out-of-place kernel): each row's dot product is complete before it is written.
+_VJP_IN_PLACE = frozenset({"cpu"})
 
 
 def _softmax_vjp(grad: Tensor, probs: Tensor, out: Tensor | None = None) -> Tensor:
@@ -332,8 +337,14 @@ def chain_vjp(
         total = grad_hard
     else:
         total = grad_hard + grad_soft
-    # J(p1) g: direct term and start of the path term (the result: the caller gives it back)
-    u = _softmax_vjp(total.to(cdt), p1, _take_like(pool, p1))
+    in_place = pool is not None and p1.device.type in _VJP_IN_PLACE
+    # J(p1) g: direct term and start of the path term (the result: the caller gives it back);
+    # written over g itself where it is the caller's and read by nothing else.
+    total = total.to(cdt)
+    over_g = in_place and total is grad_hard and grad_soft is None and not reinmax_last
+    u = _softmax_vjp(total, p1, total if over_g else _take_like(pool, p1))
+    if over_g:
+        grad_hard = None  # it is u now: not given back below
     del total
     if reinmax_last and grad_hard is not None:
         g_h = grad_hard.to(cdt)
@@ -355,8 +366,9 @@ def chain_vjp(
         del u
         for k in range(2, sched.n_steps):
             p_k = kept.pop()  # kept was filled from k = n-1 down to 2
-            v_k = _softmax_vjp(dx, p_k, _take_like(pool, dx))  # J(p_k) dx; ∂θ: A_k v_k
-            if pool is not None:
+            # J(p_k) dx; ∂/∂θ of this step is A_k v_k (over p_k where the kernel allows it)
+            v_k = _softmax_vjp(dx, p_k, p_k if in_place else _take_like(pool, dx))
+            if pool is not None and not in_place:
                 pool.give(p_k)
             del p_k
             grad.add_(v_k, alpha=sched.A[k])
