@@ -81,7 +81,7 @@ def test_write_draws_is_write_rows_of_one_hots():
 
 
 def test_buffer_pool_reuses_by_size_and_caps_what_it_keeps():
-    from redge_guidance.estimators.diffusion import BufferPool
+    from redge_guidance.estimators.buffers import BufferPool
 
     pool = BufferPool(limit=2)
     a = pool.take((2, 3), torch.float32, torch.device("cpu"))

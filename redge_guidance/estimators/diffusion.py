@@ -15,7 +15,6 @@ backward is one copy of the logits whatever `n_steps`, where a plain autograd gr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,18 +23,10 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .base import Estimator, RelaxedSample, check_n_steps, check_t_1, compute_dtype
+from .buffers import BufferPool, softmax_into, take_like
 from .sampling import draw_row_uniforms, one_hot, sample_from_probs
 
-__all__ = [
-    "Schedule",
-    "ReDGE",
-    "ReinDGE",
-    "ReDGECov",
-    "redge",
-    "chain_forward",
-    "chain_vjp",
-    "BufferPool",
-]
+__all__ = ["Schedule", "ReDGE", "ReinDGE", "ReDGECov", "redge", "chain_forward", "chain_vjp"]
 
 # Last grid point of the reference implementation: alpha at t ~ 1 (almost pure noise).
 ALPHA_END = 1e-4
@@ -136,41 +127,6 @@ class _NoiseReplay:
         return torch.randn(self.shape, generator=g, dtype=self.dtype, device=self.device)
 
 
-class BufferPool:
-    """Tensors of one size handed out again once given back: a loop that allocates the same
-    temporaries at every iteration keeps them instead (on CPU a fresh large tensor costs page
-    faults on first touch, often more than the operation that fills it)."""
-
-    def __init__(self, limit: int = 8) -> None:
-        self.free: list[Tensor] = []
-        self.limit = limit  # tensors kept at most; more given back are simply dropped
-
-    def take(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> Tensor:
-        """An uninitialised tensor of `shape` (a given-back one when the size matches)."""
-        numel = math.prod(shape)
-        for i, t in enumerate(self.free):
-            if t.numel() == numel and t.dtype == dtype and t.device == device:
-                return self.free.pop(i).view(shape)
-        return torch.empty(shape, dtype=dtype, device=device)
-
-    def give(self, *tensors: Tensor) -> None:
-        """Hand back tensors nobody reads any more (any tensor: the pool adopts it)."""
-        for t in tensors:
-            if t.is_contiguous() and len(self.free) < self.limit:
-                self.free.append(t.view(-1))
-
-
-def _take_like(pool: BufferPool | None, t: Tensor) -> Tensor | None:
-    return None if pool is None else pool.take(t.shape, t.dtype, t.device)
-
-
-def _softmax(h: Tensor, out: Tensor | None) -> Tensor:
-    """``torch.softmax(h, -1)`` (the same kernel), written into `out` when given."""
-    if out is None:
-        return torch.softmax(h, dim=-1)
-    return torch.ops.aten._softmax.out(h, -1, False, out=out)
-
-
 def _chain(
     theta: Tensor,
     x: Tensor,
@@ -184,9 +140,9 @@ def _chain(
     `pool`, the temporaries and outputs come from it (the same values bit for bit), and the last
     step adds into x itself: x then holds no chain state, only scratch.
     """
-    tmp = _take_like(pool, x)
+    tmp = take_like(pool, x)
     for k in range(sched.n_steps - 1, 1, -1):
-        p = _softmax(torch.add(theta, x, alpha=sched.c[k], out=tmp), _take_like(pool, x))
+        p = softmax_into(torch.add(theta, x, alpha=sched.c[k], out=tmp), take_like(pool, x))
         if keep is not None:
             keep.append(p)
         elif pool is not None:
@@ -194,7 +150,7 @@ def _chain(
         x = x.mul_(sched.B[k]).add_(p, alpha=sched.A[k])
     if pool is None:
         return torch.softmax(torch.add(theta, x, alpha=sched.c[1]), dim=-1)
-    return _softmax(torch.add(theta, x, alpha=sched.c[1], out=x), tmp)  # x is not read again
+    return softmax_into(torch.add(theta, x, alpha=sched.c[1], out=x), tmp)  # x is not read again
 
 
 # Devices whose softmax-backward kernel may write over its `grad` or `probs` input (checked bit for
@@ -296,9 +252,9 @@ def chain_forward(
     """
     kept: list[Tensor] = []
     if sched.is_straight_through:
-        p1 = _softmax(theta, _take_like(pool, theta))
+        p1 = softmax_into(theta, take_like(pool, theta))
     else:
-        z = _take_like(pool, theta)
+        z = take_like(pool, theta)
         z = torch.randn(
             theta.shape, generator=generator, dtype=theta.dtype, device=theta.device, out=z
         )
@@ -342,7 +298,7 @@ def chain_vjp(
     # written over g itself where it is the caller's and read by nothing else.
     total = total.to(cdt)
     over_g = in_place and total is grad_hard and grad_soft is None and not reinmax_last
-    u = _softmax_vjp(total, p1, total if over_g else _take_like(pool, p1))
+    u = _softmax_vjp(total, p1, total if over_g else take_like(pool, p1))
     if over_g:
         grad_hard = None  # it is u now: not given back below
     del total
@@ -362,12 +318,12 @@ def chain_vjp(
     if kept:
         # Path term: reverse the DDIM moves x_{k-1} = A_k p_k + B_k x_k,
         # p_k = softmax(θ + c_k x_k).
-        dx = torch.mul(u, sched.c[1], out=_take_like(pool, u))  # ∂/∂x_1
+        dx = torch.mul(u, sched.c[1], out=take_like(pool, u))  # ∂/∂x_1
         del u
         for k in range(2, sched.n_steps):
             p_k = kept.pop()  # kept was filled from k = n-1 down to 2
             # J(p_k) dx; ∂/∂θ of this step is A_k v_k (over p_k where the kernel allows it)
-            v_k = _softmax_vjp(dx, p_k, p_k if in_place else _take_like(pool, dx))
+            v_k = _softmax_vjp(dx, p_k, p_k if in_place else take_like(pool, dx))
             if pool is not None and not in_place:
                 pool.give(p_k)
             del p_k

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..estimators.base import check_logits, compute_dtype
-from ..estimators.diffusion import BufferPool, ReDGE, ReinDGE, chain_forward, chain_vjp
+from ..estimators.buffers import BufferPool
+from ..estimators.diffusion import ReDGE, ReinDGE, chain_forward, chain_vjp
 from ..estimators.sampling import draw_row_uniforms, sample_from_probs
 from .compiled import chain_grad, chain_sample, compiled
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..estimators.diffusion import BufferPool
+from ..estimators.buffers import BufferPool
 from . import gradients
 from .config import GuidanceConfig
 from .optim import EarlyStop, make_optimizer
