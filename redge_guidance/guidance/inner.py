@@ -335,9 +335,11 @@ class InnerProblem:
             self.write_rows(self.context, torch.zeros_like(self.prior_rows).unsqueeze(0))
 
     def release(self) -> None:
-        """Drop the reward's context (B, L, V) once no reward is left to evaluate."""
+        """Drop the reward's context (B, L, V) once no reward is left to evaluate, and the inner
+        steps' reused buffers."""
         self.context = None
         self.context_index = None
+        self.workspace = BufferPool()
 
     # -- objective -----------------------------------------------------------------------------
 
