@@ -13,6 +13,7 @@ already take.
     python benchmarks/scale.py                  # the CPU cells that fit a 2-core, 24 GB machine
     python benchmarks/scale.py --device cuda    # the full grid on a GPU, under 8 minutes
     python benchmarks/scale.py --cells 256x1:top64 256x1:top64:bf16 256x1:top64:compile
+    python benchmarks/scale.py --render results/B.json --compare results/A.json  # A -> B table
 
 A cell is ``LxB:support`` with optional variants ``:bf16`` (``mixed_precision="bf16"``) and
 ``:compile`` (``compile=True``); a compiled cell's first call (the compilation) is reported apart
@@ -59,7 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", default=None, help="results stem (default results/scale[_cuda])")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--render", default=None, help="no run: rewrite the markdown of this results JSON"
+    )
+    p.add_argument(
+        "--compare", default=None, help="with --render: add a before/after table against this JSON"
+    )
     args = p.parse_args(argv)
+    if args.compare and not args.render:
+        p.error("--compare goes with --render RESULT.json (the run to compare)")
     if args.device not in ("cpu", "cuda"):
         p.error(f"--device must be cpu or cuda, got {args.device!r}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -228,7 +237,7 @@ def run_cell(cell: str, models, args, device: torch.device) -> dict:
     return best
 
 
-def render(result: dict) -> str:
+def render(result: dict, before: dict | None = None) -> str:
     m = result["machine"]
     lines = [
         "# One guided denoising step at V = 126,464",
@@ -269,11 +278,61 @@ def render(result: dict) -> str:
         "small differences.",
         "",
     ]
+    if before is not None:
+        lines += _comparison(before, result)
     return "\n".join(lines)
+
+
+def _at(result: dict) -> str:
+    return f" at {result['checkout']}" if result.get("checkout") else ""
+
+
+def _comparison(before: dict, after: dict) -> list[str]:
+    """Before/after table of the cells both runs measured (same cell and variant)."""
+    lines = [
+        "## Before / after",
+        "",
+        f"Before: `{before['command']}`{_at(before)}; after: `{after['command']}`{_at(after)}; "
+        "run back to back on the same machine.",
+        "",
+        "| L x B | support | variant | hook s | relax + KL + Adam s | hook own s | "
+        "hook peak extra (fp32 logits) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    old = {(r["cell"], r.get("variant", "eager")): r for r in before["rows"]}
+    for r in after["rows"]:
+        b = old.get((r["cell"], r.get("variant", "eager")))
+        if b is None:
+            continue
+
+        def inner(row: dict) -> float:
+            ph = row["hook_phases_s"]
+            return ph["relaxation"] + ph["kl"] + ph["optimizer"]
+
+        cols = [
+            (b["hook_s"], r["hook_s"]),
+            (inner(b), inner(r)),
+            (b["hook_own_s"], r["hook_own_s"]),
+        ]
+        cells = [f"{x:.2f} -> {y:.2f} ({x / y:.2f}x)" for x, y in cols]
+        pb, pa = b["hook_peak_in_fp32_logits"], r["hook_peak_in_fp32_logits"]
+        cells.append(f"{pb:.2f} -> {pa:.2f} ({pb / pa:.2f}x)")
+        lines.append(
+            f"| {r['L']} x {r['B']} | {r['support']} | {r.get('variant', 'eager')} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += ["", "Ratios are before / after (above 1: faster or leaner).", ""]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.render:
+        result = _common.load_json(Path(args.render))
+        before = _common.load_json(Path(args.compare)) if args.compare else None
+        Path(args.render).with_suffix(".md").write_text(render(result, before))
+        return result
     _common.set_threads(args.threads)
     device = torch.device(args.device)
     layers = args.layers or (1 if device.type == "cpu" else 2)

@@ -23,9 +23,10 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .base import Estimator, RelaxedSample, check_n_steps, check_t_1, compute_dtype
+from .buffers import BufferPool, softmax_into, take_like
 from .sampling import draw_row_uniforms, one_hot, sample_from_probs
 
-__all__ = ["Schedule", "ReDGE", "ReinDGE", "ReDGECov", "redge"]
+__all__ = ["Schedule", "ReDGE", "ReinDGE", "ReDGECov", "redge", "chain_forward", "chain_vjp"]
 
 # Last grid point of the reference implementation: alpha at t ~ 1 (almost pure noise).
 ALPHA_END = 1e-4
@@ -126,22 +127,42 @@ class _NoiseReplay:
         return torch.randn(self.shape, generator=g, dtype=self.dtype, device=self.device)
 
 
-def _chain(theta: Tensor, x: Tensor, sched: Schedule, keep: list[Tensor] | None) -> Tensor:
+def _chain(
+    theta: Tensor,
+    x: Tensor,
+    sched: Schedule,
+    keep: list[Tensor] | None,
+    pool: BufferPool | None = None,
+) -> Tensor:
     """Run the DDIM chain from x (overwritten) at index n-1 to the soft output at index 1.
 
-    `keep`, when given, receives the intermediate denoiser outputs p_{n-1}, ..., p_2.
+    `keep`, when given, receives the intermediate denoiser outputs p_{n-1}, ..., p_2. With a
+    `pool`, the temporaries and outputs come from it (the same values bit for bit), and the last
+    step adds into x itself: x then holds no chain state, only scratch.
     """
+    tmp = take_like(pool, x)
     for k in range(sched.n_steps - 1, 1, -1):
-        p = torch.softmax(torch.add(theta, x, alpha=sched.c[k]), dim=-1)
+        p = softmax_into(torch.add(theta, x, alpha=sched.c[k], out=tmp), take_like(pool, x))
         if keep is not None:
             keep.append(p)
+        elif pool is not None:
+            pool.give(p)  # read once more below, before the next take
         x = x.mul_(sched.B[k]).add_(p, alpha=sched.A[k])
-    return torch.softmax(torch.add(theta, x, alpha=sched.c[1]), dim=-1)
+    if pool is None:
+        return torch.softmax(torch.add(theta, x, alpha=sched.c[1]), dim=-1)
+    return softmax_into(torch.add(theta, x, alpha=sched.c[1], out=x), tmp)  # x is not read again
 
 
-def _softmax_vjp(grad: Tensor, probs: Tensor) -> Tensor:
-    """J(p)ᵀ g = p ⊙ (g - ⟨g, p⟩), the same kernel autograd uses for softmax."""
-    return torch._softmax_backward_data(grad, probs, -1, probs.dtype)
+# Devices whose softmax-backward kernel may write over its `grad` or `probs` input (checked bit for
+# bit against the out-of-place kernel): each row's dot product is complete before it is written.
+_VJP_IN_PLACE = frozenset({"cpu"})
+
+
+def _softmax_vjp(grad: Tensor, probs: Tensor, out: Tensor | None = None) -> Tensor:
+    """J(p)ᵀ g = p ⊙ (g - ⟨g, p⟩), the same kernel autograd uses for softmax (into `out`)."""
+    if out is None:
+        return torch._softmax_backward_data(grad, probs, -1, probs.dtype)
+    return torch.ops.aten._softmax_backward_data.out(grad, probs, -1, probs.dtype, grad_input=out)
 
 
 class _ReDGEFunction(torch.autograd.Function):
@@ -196,40 +217,125 @@ class _ReDGEFunction(torch.autograd.Function):
         else:
             p1 = _chain(theta, ctx.noise.again(), sched, keep=kept)
         del theta
-        # Sum in the input dtype first, as autograd would accumulate the two uses of `soft`.
-        if grad_hard is None:
-            total = grad_soft
-        elif grad_soft is None:
-            total = grad_hard
-        else:
-            total = grad_hard + grad_soft
-        u = _softmax_vjp(total.to(cdt), p1)  # J(p1) g: direct term and start of the path term
-        del total
-        if ctx.reinmax_last and grad_hard is not None:
-            g_h = grad_hard.to(cdt)
-            idx = index.unsqueeze(-1)
-            # ⟨g, D - p1⟩ with D = one_hot(index)
-            dot = g_h.gather(-1, idx) - (g_h * p1).sum(-1, keepdim=True)
-            grad = u.sub(_softmax_vjp(g_h, p1), alpha=0.5).sub_(p1 * dot, alpha=0.5)
-            grad.scatter_add_(-1, idx, 0.5 * dot)
-            del g_h
-        else:
-            grad = u
+        kept.append(p1)
         del p1
-        if kept:
-            # Path term: reverse the DDIM moves x_{k-1} = A_k p_k + B_k x_k,
-            # p_k = softmax(θ + c_k x_k).
-            dx = u.mul(sched.c[1])  # ∂/∂x_1
-            del u
-            for k in range(2, sched.n_steps):
-                p_k = kept.pop()  # kept was filled from k = n-1 down to 2
-                v_k = _softmax_vjp(dx, p_k)  # J(p_k) dx; ∂/∂θ of this step is A_k v_k
-                del p_k
-                grad.add_(v_k, alpha=sched.A[k])
-                if k < sched.n_steps - 1:  # x_{n-1} is the noise: no θ beyond it
-                    dx.mul_(sched.B[k]).add_(v_k, alpha=sched.A[k] * sched.c[k])
-                del v_k
+        grad = chain_vjp(kept, index, grad_hard, grad_soft, sched, ctx.reinmax_last)
         return grad.to(logits.dtype), None, None, None, None
+
+
+def chain_forward(
+    theta: Tensor,
+    uniforms: Tensor,
+    sched: Schedule,
+    generator: torch.Generator | None,
+    pool: BufferPool | None = None,
+) -> tuple[Tensor, list[Tensor]]:
+    """ReDGE's forward keeping what its gradient needs: for callers that take the gradient right
+    after (the guidance loop), so the backward neither redraws the noise nor reruns the chain.
+
+    Same draws and the same values bit for bit as the estimators' forward; keeps
+    ``n_steps - 1`` tensors of the logits' size instead of none.
+
+    Args:
+        theta (`torch.Tensor` of shape `(..., V)`): the logits in the compute dtype (float32 or
+            float64), no gradient.
+        uniforms (`torch.Tensor` of shape `(...)`): the float64 row uniforms, drawn before.
+        sched (`Schedule`): the time grid.
+        generator (`torch.Generator`, *optional*): source of the chain's noise.
+        pool (`BufferPool`, *optional*): where the noise, the temporaries and the outputs are
+            taken from (the outputs go back to it in :func:`chain_vjp` with the same pool).
+
+    Returns:
+        `(index, outputs)`: the sampled ids and the chain's denoiser outputs
+        ``p_{n-1}, ..., p_2, p_1`` (``p_1`` alone at `t_1=1`; ``p_1`` is the soft sample), for
+        :func:`chain_vjp`.
+    """
+    kept: list[Tensor] = []
+    if sched.is_straight_through:
+        p1 = softmax_into(theta, take_like(pool, theta))
+    else:
+        z = take_like(pool, theta)
+        z = torch.randn(
+            theta.shape, generator=generator, dtype=theta.dtype, device=theta.device, out=z
+        )
+        p1 = _chain(theta, z, sched, keep=kept, pool=pool)  # overwrites z
+        if pool is not None:
+            pool.give(z)
+        del z
+    kept.append(p1)
+    return sample_from_probs(p1, uniforms), kept
+
+
+def chain_vjp(
+    kept: list[Tensor],
+    index: Tensor,
+    grad_hard: Tensor | None,
+    grad_soft: Tensor | None,
+    sched: Schedule,
+    reinmax_last: bool,
+    pool: BufferPool | None = None,
+) -> Tensor:
+    """The gradient with respect to the logits (compute dtype) of ⟨grad_hard, hard⟩ +
+    ⟨grad_soft, soft⟩, from the chain's outputs ``p_{n-1}, ..., p_2, p_1`` (`kept`, emptied as
+    they are used, so that each is freed as soon as possible, or given back to `pool`, which
+    then also provides the temporaries and the result). With a `pool`, `grad_hard` and
+    `grad_soft` are handed over too: given back once read.
+
+    ReDGE: the pathwise derivative of `soft` for both; ReinDGE (`reinmax_last`): for `hard`, the
+    path term plus ReinMax's direct term on the last step (see :class:`_ReDGEFunction`).
+    """
+    p1 = kept.pop()
+    cdt = p1.dtype
+    # Sum in the input dtype first, as autograd would accumulate the two uses of `soft`.
+    if grad_hard is None:
+        total = grad_soft
+    elif grad_soft is None:
+        total = grad_hard
+    else:
+        total = grad_hard + grad_soft
+    in_place = pool is not None and p1.device.type in _VJP_IN_PLACE
+    # J(p1) g: direct term and start of the path term (the result: the caller gives it back);
+    # written over g itself where it is the caller's and read by nothing else.
+    total = total.to(cdt)
+    over_g = in_place and total is grad_hard and grad_soft is None and not reinmax_last
+    u = _softmax_vjp(total, p1, total if over_g else take_like(pool, p1))
+    if over_g:
+        grad_hard = None  # it is u now: not given back below
+    del total
+    if reinmax_last and grad_hard is not None:
+        g_h = grad_hard.to(cdt)
+        idx = index.unsqueeze(-1)
+        # ⟨g, D - p1⟩ with D = one_hot(index)
+        dot = g_h.gather(-1, idx) - (g_h * p1).sum(-1, keepdim=True)
+        grad = u.sub(_softmax_vjp(g_h, p1), alpha=0.5).sub_(p1 * dot, alpha=0.5)
+        grad.scatter_add_(-1, idx, 0.5 * dot)
+        del g_h
+    else:
+        grad = u
+    if pool is not None:
+        pool.give(p1, *(g for g in (grad_hard, grad_soft) if g is not None))
+    del p1, grad_hard, grad_soft
+    if kept:
+        # Path term: reverse the DDIM moves x_{k-1} = A_k p_k + B_k x_k,
+        # p_k = softmax(θ + c_k x_k).
+        dx = torch.mul(u, sched.c[1], out=take_like(pool, u))  # ∂/∂x_1
+        del u
+        for k in range(2, sched.n_steps):
+            p_k = kept.pop()  # kept was filled from k = n-1 down to 2
+            # J(p_k) dx; ∂/∂θ of this step is A_k v_k (over p_k where the kernel allows it)
+            v_k = _softmax_vjp(dx, p_k, p_k if in_place else take_like(pool, dx))
+            if pool is not None and not in_place:
+                pool.give(p_k)
+            del p_k
+            grad.add_(v_k, alpha=sched.A[k])
+            if k < sched.n_steps - 1:  # x_{n-1} is the noise: no θ beyond it
+                dx.mul_(sched.B[k]).add_(v_k, alpha=sched.A[k] * sched.c[k])
+            if pool is not None:
+                pool.give(v_k)
+            del v_k
+        if pool is not None:
+            pool.give(dx)
+    return grad
 
 
 class _ChainEstimator(Estimator):

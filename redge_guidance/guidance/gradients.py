@@ -14,24 +14,33 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..estimators.base import compute_dtype
-from ..estimators.diffusion import ReDGE, ReinDGE
-from ..estimators.sampling import draw_row_uniforms, one_hot, sample_from_probs
+from ..estimators.base import check_logits, compute_dtype
+from ..estimators.buffers import BufferPool
+from ..estimators.diffusion import ReDGE, ReinDGE, chain_forward, chain_vjp
+from ..estimators.sampling import draw_row_uniforms, sample_from_probs
 from .compiled import chain_grad, chain_sample, compiled
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inner import InnerProblem
 
-__all__ = ["choose", "pathwise", "compiled_pathwise", "score_function", "check_first_scores"]
+__all__ = [
+    "choose",
+    "pathwise",
+    "chain_pathwise",
+    "compiled_pathwise",
+    "score_function",
+    "check_first_scores",
+]
 
 
 def choose(problem: InnerProblem):
     """The gradient of the problem's configuration: score function, the compiled ReDGE /
-    ReinDGE path (``compile=True``), or pathwise through the estimator."""
+    ReinDGE path (``compile=True``), ReDGE / ReinDGE's chain kept from forward to backward,
+    or pathwise through the estimator."""
     if problem.score_function:
         return score_function
-    if problem.config.compile and isinstance(problem.estimator, (ReDGE, ReinDGE)):
-        return compiled_pathwise
+    if isinstance(problem.estimator, (ReDGE, ReinDGE)):
+        return compiled_pathwise if problem.config.compile else chain_pathwise
     return pathwise
 
 
@@ -55,11 +64,52 @@ def pathwise(
     return grad, reward_b
 
 
+def chain_pathwise(
+    problem: InnerProblem, phi: torch.Tensor, buffer: torch.Tensor, *, check: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pathwise` for ReDGE / ReinDGE, bit for bit, without autograd: the chain's softmax
+    outputs are kept from the forward to the gradient, so the noise is drawn once and the chain
+    runs once per inner step (the estimator, which keeps only the logits for its backward,
+    draws the noise again and reruns the chain). Keeps ``n_steps - 1`` tensors of φ's size
+    through the reward call, fewer than the gradient itself then allocates."""
+    p = problem
+    S = p.S
+    N, K = phi.shape
+    est = p.estimator
+    phi_w = phi.detach().to(p.work_dtype)  # what the estimator is called with (S = 1)
+    phi_s = phi_w.unsqueeze(0).expand(S, N, K) if S > 1 else phi_w.unsqueeze(0)
+    check_logits(phi_s)  # as the estimator's call does
+    uniforms = draw_row_uniforms(phi_s, p.generator)  # (S, N), drawn before the noise
+    theta = phi_s.to(compute_dtype(p.work_dtype))
+    pool = p.workspace  # the chain's buffers, reused from one inner step to the next
+    index, outputs = chain_forward(theta, uniforms, est.schedule, p.generator, pool)
+    del theta
+    with torch.no_grad():
+        p.write_draws(buffer, index)
+    g_hard, reward_b = _reward_gradient(p, buffer, check, pool)
+    # −g: read_rows returns a fresh tensor or one of the pool's, negated in place.
+    g = g_hard.to(p.work_dtype).neg_()
+    if g is not g_hard:
+        pool.give(g_hard)
+    del g_hard
+    grad = chain_vjp(outputs, index, g, None, est.schedule, est._reinmax_last, pool)  # takes g
+    del g
+    # What autograd does after the estimator: the S draws' sum, then φ's dtype.
+    u = grad
+    grad = grad.to(p.work_dtype)
+    grad = grad.sum(0) if S > 1 else grad.squeeze(0)
+    grad = grad.to(phi.dtype)
+    if grad.untyped_storage().data_ptr() != u.untyped_storage().data_ptr():
+        pool.give(u)
+    p.clock.lap("relaxation")
+    return grad, reward_b
+
+
 def _reward_gradient(
-    p: InnerProblem, buffer: torch.Tensor, check: bool
+    p: InnerProblem, buffer: torch.Tensor, check: bool, pool: BufferPool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean reward `(B,)` of the S samples written in `buffer`, and its gradient with
-    respect to their rows, `(S, N, K)`."""
+    respect to their rows, `(S, N, K)` (from `pool` when given and the support is dense)."""
     # A fresh leaf on the buffer's storage (the previous step's graph is already freed).
     x = buffer.detach().requires_grad_(True)
     p.clock.lap("relaxation")
@@ -69,7 +119,7 @@ def _reward_gradient(
     reward_b = scores.view(p.S, p.B).mean(0)  # (B,)
     (g_x,) = torch.autograd.grad(reward_b.sum(), x)
     p.clock.lap("reward")
-    return p.read_rows(g_x), reward_b.detach()
+    return p.read_rows(g_x, pool), reward_b.detach()
 
 
 def compiled_pathwise(
@@ -92,7 +142,7 @@ def compiled_pathwise(
         noise = torch.randn(theta.shape, generator=p.generator, dtype=cdt, device=theta.device)
     index = compiled(chain_sample)(theta, noise, uniforms, sched)  # (S, N)
     with torch.no_grad():
-        p.write_rows(buffer, one_hot(index, K, buffer.dtype))
+        p.write_draws(buffer, index)
     g_hard, reward_b = _reward_gradient(p, buffer, check)
     with torch.no_grad():
         grad = compiled(chain_grad)(theta, noise, index, -g_hard, sched, est._reinmax_last)

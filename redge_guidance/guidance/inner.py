@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..estimators.buffers import BufferPool
 from . import gradients
 from .config import GuidanceConfig
 from .optim import EarlyStop, make_optimizer
@@ -156,6 +157,8 @@ class InnerProblem:
         self.S = config.num_relaxed_samples
         self.clock = Clock(self.device, profile)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        # Temporaries of the inner steps, reused from one to the next.
+        self.workspace = BufferPool()
 
         # The N editable rows, row-major over (B, L).
         self.batch_idx = self.editable.nonzero()[:, 0]  # (N,) sample of each row
@@ -167,6 +170,8 @@ class InnerProblem:
         # them from `logits` again at the hand-off instead of holding an (N, V) copy.
         self.raw_rows = None if self.support.dense else raw  # (N, K) in the input dtype
         self.vmask = raw <= torch.finfo(self.in_dtype).min  # (N, K): masked (or off the nucleus)
+        # One host synchronisation here saves a full pass per inner step where nothing is masked.
+        self.any_masked = bool(self.vmask.any())
         rows = raw.to(self.dtype).masked_fill(self.vmask, self.low)  # finite
         if self.support.dense:
             self.prior_logp = torch.log_softmax(rows, dim=-1)
@@ -287,12 +292,30 @@ class InnerProblem:
             flat = buffer.view(-1, self.V)
             flat[self._flat_rows[: S * self.N], index] = rows.reshape(-1, self.K).to(buffer.dtype)
 
-    def read_rows(self, grad: torch.Tensor) -> torch.Tensor:
-        """The editable rows' entries (S, N, K) of a gradient with respect to the buffer."""
+    def write_draws(self, buffer: torch.Tensor, index: torch.Tensor) -> None:
+        """Write the one-hots of ``index`` (S, N) (positions in the support) into the editable
+        rows of the reward's input buffer, in place: what :meth:`write_rows` writes for
+        ``one_hot(index, K)``, without building the (S, N, K) one-hots on the dense path."""
+        S = index.shape[0]
+        if not self.support.dense:
+            self.write_rows(buffer, F.one_hot(index, self.K).to(buffer.dtype))
+            return
+        flat = buffer.view(-1, self.V)
+        rows = self._flat_rows[: S * self.N, 0]
+        flat.index_fill_(0, rows, 0.0)
+        flat[rows, index.reshape(-1)] = 1.0
+
+    def read_rows(self, grad: torch.Tensor, pool: BufferPool | None = None) -> torch.Tensor:
+        """The editable rows' entries (S, N, K) of a gradient with respect to the buffer, a
+        fresh tensor (callers may overwrite it), taken from `pool` on the dense path."""
         S = grad.shape[0] // self.B
-        if self.support.dense or self.sparse_input:
-            width = self.V if self.support.dense else self.K
-            return grad.view(S, self.B, self.L, width)[:, self.editable]
+        if self.support.dense:
+            rows = self._flat_rows[: S * self.N, 0]
+            out = None if pool is None else pool.take((S * self.N, self.V), grad.dtype, grad.device)
+            out = torch.index_select(grad.reshape(-1, self.V), 0, rows, out=out)
+            return out.view(S, self.N, self.V)
+        if self.sparse_input:
+            return grad.view(S, self.B, self.L, self.K)[:, self.editable]
         index = self.support.index.repeat(S, 1)
         flat_rows = self._flat_rows[: S * self.N]
         return grad.reshape(-1, self.V)[flat_rows, index].view(S, self.N, self.K)
@@ -312,9 +335,11 @@ class InnerProblem:
             self.write_rows(self.context, torch.zeros_like(self.prior_rows).unsqueeze(0))
 
     def release(self) -> None:
-        """Drop the reward's context (B, L, V) once no reward is left to evaluate."""
+        """Drop the reward's context (B, L, V) once no reward is left to evaluate, and the inner
+        steps' reused buffers."""
         self.context = None
         self.context_index = None
+        self.workspace = BufferPool()
 
     # -- objective -----------------------------------------------------------------------------
 
@@ -332,13 +357,21 @@ class InnerProblem:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The per-sample KL (B,) and, if asked, its gradient with respect to φ (N, K), in
         closed form: ``q ⊙ (log q − log p − KL_row)``. About eight passes over (N, K) and two
-        buffers, where autograd through ``log_softmax`` and ``kl_div`` takes twice that."""
+        buffers, where autograd through ``log_softmax`` and ``kl_div`` takes twice that.
+        The gradient is a buffer of :attr:`workspace`: give it back once read.
+        """
+        pool = self.workspace
         with torch.no_grad():
-            logq = torch.log_softmax(phi.detach(), dim=-1)  # (N, K)
-            q = logq.exp()
+            phi = phi.detach()
+            logq = pool.take(phi.shape, phi.dtype, phi.device)
+            logq = torch.ops.aten._log_softmax.out(phi, -1, False, out=logq)  # (N, K)
+            q = torch.exp(logq, out=pool.take(phi.shape, phi.dtype, phi.device))
             diff = logq.sub_(self.prior_logp)  # log q − log p, in place
             kl_rows = (q.unsqueeze(-2) @ diff.unsqueeze(-1)).reshape(-1)  # (N,) row dot products
             grad = diff.sub_(kl_rows.unsqueeze(-1)).mul_(q) if need_grad else None
+            pool.give(q)
+            if grad is None:
+                pool.give(diff)
         return self.per_sample(kl_rows), grad
 
     def decoded_reward(self, rows: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,10 @@ class EagerAdam:
 
     def kl(self, phi: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         kl_b, g_kl = self.problem.kl_and_grad(phi, need_grad=self.cfg.kl_weight > 0)
-        self.grad = grad.add_(g_kl, alpha=self.cfg.kl_weight) if g_kl is not None else grad
+        if g_kl is not None:
+            grad = grad.add_(g_kl, alpha=self.cfg.kl_weight)
+            self.problem.workspace.give(g_kl)
+        self.grad = grad
         return kl_b
 
     def step(self, phi: torch.Tensor) -> torch.Tensor:
@@ -47,10 +50,11 @@ class EagerAdam:
             norm = p.per_sample(grad.pow(2).sum(-1)).sqrt()  # (B,)
             scale = (self.cfg.max_grad_norm / (norm + 1e-12)).clamp(max=1.0)
             grad = grad * scale[p.batch_idx].unsqueeze(-1)
-        phi.grad = grad.masked_fill_(p.vmask, 0.0)
+        phi.grad = grad.masked_fill_(p.vmask, 0.0) if p.any_masked else grad
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.grad = None
+        p.workspace.give(grad)  # read by nothing else: the next inner step reuses it
         return phi
 
 

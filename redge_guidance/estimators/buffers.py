@@ -1,0 +1,47 @@
+"""Reused full-size temporaries for loops that allocate the same tensors at every iteration
+(the guidance inner loop): :class:`BufferPool`, and the out-of-place kernels written into one."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["BufferPool", "take_like", "softmax_into"]
+
+
+class BufferPool:
+    """Tensors of one size handed out again once given back: a loop that allocates the same
+    temporaries at every iteration keeps them instead (on CPU a fresh large tensor costs page
+    faults on first touch, often more than the operation that fills it)."""
+
+    def __init__(self, limit: int = 8) -> None:
+        self.free: list[Tensor] = []
+        self.limit = limit  # tensors kept at most; more given back are simply dropped
+
+    def take(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An uninitialised tensor of `shape` (a given-back one when the size matches)."""
+        numel = math.prod(shape)
+        for i, t in enumerate(self.free):
+            if t.numel() == numel and t.dtype == dtype and t.device == device:
+                return self.free.pop(i).view(shape)
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def give(self, *tensors: Tensor) -> None:
+        """Hand back tensors nobody reads any more (any tensor: the pool adopts it)."""
+        for t in tensors:
+            if t.is_contiguous() and len(self.free) < self.limit:
+                self.free.append(t.view(-1))
+
+
+def take_like(pool: BufferPool | None, t: Tensor) -> Tensor | None:
+    """A buffer shaped like `t` from `pool`, or None (the kernel then allocates) without one."""
+    return None if pool is None else pool.take(t.shape, t.dtype, t.device)
+
+
+def softmax_into(h: Tensor, out: Tensor | None) -> Tensor:
+    """``torch.softmax(h, -1)`` (the same kernel), written into `out` when given."""
+    if out is None:
+        return torch.softmax(h, dim=-1)
+    return torch.ops.aten._softmax.out(h, -1, False, out=out)
