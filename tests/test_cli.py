@@ -126,7 +126,7 @@ def test_guidance_flags_come_from_the_config_fields():
     options = {opt for cls in ESTIMATORS.values() for opt in cls.option_names()}
     assert options == {opt for _, opt, *_ in ESTIMATOR_FLAGS} | {"hard"}
     # The static `--reward` help (no torch at --help time) names every reward.
-    from redge_guidance.cli.generate import _REWARD_HELP
+    from redge_guidance.cli.generate_flags import _REWARD_HELP
     from redge_guidance.text_rewards import REWARD_NAMES
 
     assert all(f"  {name}" in _REWARD_HELP for name in REWARD_NAMES)
