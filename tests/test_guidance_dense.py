@@ -94,3 +94,59 @@ def test_buffer_pool_reuses_by_size_and_caps_what_it_keeps():
     assert len(pool.free) == 2  # the rest is dropped
     pool.give(torch.zeros(4, 4).T)  # not contiguous: never kept
     assert len(pool.free) == 2
+    pool.clear()
+    pool.give(torch.zeros(4, 4)[:2])  # a view into a larger storage would hold all of it
+    assert pool.free == []
+
+
+@pytest.mark.parametrize("config", [{}, {"num_relaxed_samples": 2}, {"estimator": "reindge"}])
+def test_blocked_prior_kl_and_row_moves_change_no_bit(config, monkeypatch):
+    """The dense eager path reads the prior from the logits a block of rows at a time and
+    moves the reward gradient's rows in place; with blocks of two or three rows (so that every
+    case of the block logic runs) the gradients, rewards and KL are those of one block."""
+    from redge_guidance.guidance import inner
+
+    ref = _grad(gradients.chain_pathwise, **config)
+    ref_kl = _problem(**config).kl_and_grad(_problem(**config).phi0, need_grad=True)
+    monkeypatch.setattr(inner, "_BLOCK_ENTRIES", 4 * V)  # blocks 4, 5: no 4, 4, 1
+    monkeypatch.setattr(inner, "_MOVE_ENTRIES", 2 * V)
+    p = _problem(**config)
+    assert p.prior_logp is None and p.vmask is None  # no (N, V) copies of either
+    for (g1, r1), (g2, r2) in zip(_grad(gradients.chain_pathwise, **config), ref, strict=True):
+        assert torch.equal(g1, g2) and torch.equal(r1, r2)
+    kl, grad = p.kl_and_grad(p.phi0, need_grad=True)
+    assert torch.equal(kl, ref_kl[0]) and torch.equal(grad, ref_kl[1])
+    # The same values as the materialised prior of the compiled path.
+    kept = _problem(compile=True, **config)
+    assert kept.prior_logp is not None
+    assert torch.equal(p.prior_logp_rows(0, p.N), kept.prior_logp)
+    assert torch.equal(p.masked(p.phi0), kept.vmask)
+
+
+def test_blocks_cover_the_rows_without_single_row_blocks():
+    from redge_guidance.guidance.inner import _blocks
+
+    for n in range(1, 12):
+        for size in range(0, 5):
+            blocks = _blocks(n, size)
+            assert [i for a, b in blocks for i in range(a, b)] == list(range(n))
+            assert all(b - a >= 2 for a, b in blocks) or n == 1
+
+
+def test_rows_to_front_is_index_select(monkeypatch):
+    from redge_guidance.guidance import inner
+
+    monkeypatch.setattr(inner, "_MOVE_ENTRIES", 2 * V)  # blocks of two rows
+    for editable_rows in ([0, 1, 2, 4, 5, 9, 10, 11], [3, 4, 7], [0, 1, 2, 3]):
+        p = _problem(num_relaxed_samples=2)
+        p.editable = torch.zeros(B, L, dtype=torch.bool)
+        p.editable.view(-1)[editable_rows] = True
+        p.N = len(editable_rows)
+        pos = torch.tensor(editable_rows)
+        p._flat_rows = torch.cat([pos, pos + B * L]).unsqueeze(-1)
+        p._front_plan = None
+        grad = torch.randn(2 * B, L, V, generator=torch.Generator().manual_seed(2))
+        expected = grad.view(-1, V)[p._flat_rows[:, 0]].view(2, p.N, V)
+        assert torch.equal(p.read_rows(grad.clone()), expected)
+        moved = p.read_rows(grad, consume=True)
+        assert torch.equal(moved, expected) and moved.data_ptr() == grad.data_ptr()

@@ -29,10 +29,17 @@ class BufferPool:
         return torch.empty(shape, dtype=dtype, device=device)
 
     def give(self, *tensors: Tensor) -> None:
-        """Hand back tensors nobody reads any more (any tensor: the pool adopts it)."""
+        """Hand back tensors nobody reads any more (any tensor: the pool adopts it). Only a
+        contiguous tensor that spans its whole storage is kept: a view into a larger one would
+        hold all of it."""
         for t in tensors:
-            if t.is_contiguous() and len(self.free) < self.limit:
+            whole = t.untyped_storage().nbytes() == t.numel() * t.element_size()
+            if whole and t.is_contiguous() and len(self.free) < self.limit:
                 self.free.append(t.view(-1))
+
+    def clear(self) -> None:
+        """Drop the free tensors (they are freed once nothing else holds them)."""
+        self.free.clear()
 
 
 def take_like(pool: BufferPool | None, t: Tensor) -> Tensor | None:

@@ -87,10 +87,8 @@ def chain_pathwise(
     with torch.no_grad():
         p.write_draws(buffer, index)
     g_hard, reward_b = _reward_gradient(p, buffer, check, pool)
-    # −g: read_rows returns a fresh tensor or one of the pool's, negated in place.
+    # −g: read_rows returns a tensor of our own, negated in place.
     g = g_hard.to(p.work_dtype).neg_()
-    if g is not g_hard:
-        pool.give(g_hard)
     del g_hard
     grad = chain_vjp(outputs, index, g, None, est.schedule, est._reinmax_last, pool)  # takes g
     del g
@@ -109,9 +107,15 @@ def _reward_gradient(
     p: InnerProblem, buffer: torch.Tensor, check: bool, pool: BufferPool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean reward `(B,)` of the S samples written in `buffer`, and its gradient with
-    respect to their rows, `(S, N, K)` (from `pool` when given and the support is dense)."""
+    respect to their rows, `(S, N, K)`. With `pool`, its free buffers are dropped first and the
+    gradient's rows are read in place (see `InnerProblem.read_rows`)."""
     # A fresh leaf on the buffer's storage (the previous step's graph is already freed).
     x = buffer.detach().requires_grad_(True)
+    if pool is not None:
+        # The free buffers go back before the reward makes its (S·B, L, V) gradient, whose
+        # editable rows then become the gradient in place: at the peak only φ's state, the
+        # context and the chain's outputs are held beside it.
+        pool.clear()
     p.clock.lap("relaxation")
     scores = p.reward_call(p.reward_input(x), p.reward_mask, p.S * p.B)
     if check:
@@ -119,7 +123,7 @@ def _reward_gradient(
     reward_b = scores.view(p.S, p.B).mean(0)  # (B,)
     (g_x,) = torch.autograd.grad(reward_b.sum(), x)
     p.clock.lap("reward")
-    return p.read_rows(g_x, pool), reward_b.detach()
+    return p.read_rows(g_x, consume=pool is not None), reward_b.detach()
 
 
 def compiled_pathwise(

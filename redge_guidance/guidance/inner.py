@@ -35,6 +35,10 @@ from .trace import TIMING_KEYS
 __all__ = ["InnerProblem", "WarmStart", "RewardCall"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Entries per block of the blocked KL (1 MiB of float32: each temporary stays in cache).
+_BLOCK_ENTRIES = 1 << 18
+# Entries per block when the reward's gradient rows are moved in place (4 MiB of float32).
+_MOVE_ENTRIES = 1 << 20
 
 #: ``reward_call(x, attention_mask, expected) -> (expected,) scores``: the reward with its
 #: output checked (built by the hook).
@@ -169,16 +173,26 @@ class InnerProblem:
         # The input rows are kept only with a restricted support (small); the dense path reads
         # them from `logits` again at the hand-off instead of holding an (N, V) copy.
         self.raw_rows = None if self.support.dense else raw  # (N, K) in the input dtype
-        self.vmask = raw <= torch.finfo(self.in_dtype).min  # (N, K): masked (or off the nucleus)
+        vmask = raw <= torch.finfo(self.in_dtype).min  # (N, K): masked (or off the nucleus)
         # One host synchronisation here saves a full pass per inner step where nothing is masked.
-        self.any_masked = bool(self.vmask.any())
-        rows = raw.to(self.dtype).masked_fill(self.vmask, self.low)  # finite
-        if self.support.dense:
-            self.prior_logp = torch.log_softmax(rows, dim=-1)
-        else:  # log p over the *full* vocabulary, read on the support: the KL is to the full prior
-            lse = _row_logsumexp(self.logits, self.editable).to(self.dtype)  # (N,)
-            self.prior_logp = rows - lse.unsqueeze(-1)
+        self.any_masked = bool(vmask.any())
+        rows = raw.to(self.dtype).masked_fill(vmask, self.low)  # finite
         self.prior_rows = rows  # (N, K) the model's logits on the support, finite
+        # The dense eager path keeps neither of the (N, V) mask and prior log-probabilities: a
+        # masked entry of φ is one at the dtype's minimum (its gradient is zero, it never
+        # moves: `masked`), and the KL reads the prior a block of rows at a time from `logits`
+        # (`prior_logp_rows`). Elsewhere both are kept: (N, K) is small, and the compiled step
+        # takes them whole.
+        lean = self.support.dense and not config.compile
+        self.vmask = None if lean else vmask
+        self.prior_logp: torch.Tensor | None = None
+        if not self.support.dense:  # log p over the *full* vocabulary, read on the support
+            lse = _row_logsumexp(self.logits, self.editable).to(self.dtype)  # (N,)
+            self.prior_logp = rows - lse.unsqueeze(-1)  # the KL is to the full prior
+        elif not lean:
+            self.prior_logp = torch.log_softmax(rows, dim=-1)
+        self._rows_b, self._rows_l = self.editable.nonzero().unbind(-1)  # (N,) each
+        self._row_pos: list[int] | None = None  # `prior_logp_rows`
         # With a sparse-capable reward and a restricted support, the reward reads (B, L, K)
         # weights over fixed vocabulary ids (`context_index`) instead of (B, L, V) rows.
         self.sparse_input = sparse_reward and not self.support.dense
@@ -188,6 +202,7 @@ class InnerProblem:
         pos = self.editable.flatten().nonzero()[:, 0]  # (N,), row-major like batch_idx
         offsets = torch.arange(self.S, device=self.device).unsqueeze(-1) * (self.B * self.L)
         self._flat_rows = (offsets + pos).reshape(-1, 1)  # (S·N, 1)
+        self._front_plan: tuple[int, list[tuple[int, int]]] | None = None  # `_rows_to_front`
         self.phi0 = self._start(warm_start)
         self.clock.lap("setup")
 
@@ -258,7 +273,7 @@ class InnerProblem:
             return self.prior_rows  # shared: `run` hands this storage to φ (no copy)
         rows = warm.index.to(self.device)[self.editable]  # (N,) previous row or -1
         have = rows >= 0
-        logp = self.prior_logp
+        logp = self.prior_logp_rows(0, self.N)
         previous = warm.logq[rows.clamp_min(0)]  # (N, K_prev)
         if warm.support is None and self.support.dense:
             logq = previous
@@ -269,13 +284,13 @@ class InnerProblem:
             logq = torch.where(torch.isnan(logq), logp, logq)
         mixed = (1.0 - weight) * logp + weight * logq
         phi0 = torch.where(have.unsqueeze(-1), mixed, self.prior_rows)
-        return phi0.masked_fill(self.vmask, self.low)
+        return phi0.masked_fill(self.masked(self.prior_rows), self.low)
 
     def warm_state(self, phi: torch.Tensor) -> WarmStart:
         """The warm-start state for the next call, from the final φ rows."""
         index = torch.full((self.B, self.L), -1, dtype=torch.long, device=self.device)
         index[self.editable] = torch.arange(self.N, device=self.device)
-        logq = torch.log_softmax(phi, dim=-1).masked_fill(self.vmask, self.low)
+        logq = torch.log_softmax(phi, dim=-1).masked_fill(self.masked(phi), self.low)
         return WarmStart((self.B, self.L, self.V), index, logq, self.support.index)
 
     # -- reading and writing the reward's input -------------------------------------------------
@@ -305,20 +320,43 @@ class InnerProblem:
         flat.index_fill_(0, rows, 0.0)
         flat[rows, index.reshape(-1)] = 1.0
 
-    def read_rows(self, grad: torch.Tensor, pool: BufferPool | None = None) -> torch.Tensor:
+    def read_rows(self, grad: torch.Tensor, *, consume: bool = False) -> torch.Tensor:
         """The editable rows' entries (S, N, K) of a gradient with respect to the buffer, a
-        fresh tensor (callers may overwrite it), taken from `pool` on the dense path."""
+        tensor callers may overwrite. With ``consume`` (the gradient is the reward's, read by
+        nothing else) the dense path moves the rows to the front of ``grad`` itself and
+        returns a view of them: no (S·N, V) copy next to the (S·B, L, V) gradient."""
         S = grad.shape[0] // self.B
         if self.support.dense:
+            flat = grad.reshape(-1, self.V)  # a view of `grad` (the reward's gradients are dense)
+            if consume and flat.data_ptr() == grad.data_ptr():
+                return self._rows_to_front(flat, S).view(S, self.N, self.V)
             rows = self._flat_rows[: S * self.N, 0]
-            out = None if pool is None else pool.take((S * self.N, self.V), grad.dtype, grad.device)
-            out = torch.index_select(grad.reshape(-1, self.V), 0, rows, out=out)
-            return out.view(S, self.N, self.V)
+            return torch.index_select(flat, 0, rows).view(S, self.N, self.V)
         if self.sparse_input:
             return grad.view(S, self.B, self.L, self.K)[:, self.editable]
         index = self.support.index.repeat(S, 1)
         flat_rows = self._flat_rows[: S * self.N]
         return grad.reshape(-1, self.V)[flat_rows, index].view(S, self.N, self.K)
+
+    def _rows_to_front(self, flat: torch.Tensor, S: int) -> torch.Tensor:
+        """Move the editable rows of ``flat`` (S·B·L, V) to its first S·N rows, in order, in
+        place, and return those. Row i comes from row r_i ≥ i, so a block's sources are never
+        an earlier block's destinations; each block is gathered before it is written (at most
+        about 4 MiB at a time), and blocks already in place are skipped."""
+        if self._front_plan is None or self._front_plan[0] != S:
+            rows = self._flat_rows[: S * self.N, 0].tolist()  # one host sync per guided step
+            block = max(1, _MOVE_ENTRIES // self.V)
+            plan = [
+                (i, min(i + block, len(rows)))
+                for i in range(0, len(rows), block)
+                if rows[i] != i
+                or rows[min(i + block, len(rows)) - 1] != min(i + block, len(rows)) - 1
+            ]
+            self._front_plan = (S, plan)
+        rows = self._flat_rows[: S * self.N, 0]
+        for start, stop in self._front_plan[1]:
+            flat[start:stop] = flat.index_select(0, rows[start:stop])
+        return flat[: S * self.N]
 
     def with_start_probs(self) -> torch.Tensor:
         """The context with a point of the simplex at each editable row: the prior renormalised
@@ -356,23 +394,58 @@ class InnerProblem:
         self, phi: torch.Tensor, *, need_grad: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The per-sample KL (B,) and, if asked, its gradient with respect to φ (N, K), in
-        closed form: ``q ⊙ (log q − log p − KL_row)``. About eight passes over (N, K) and two
-        buffers, where autograd through ``log_softmax`` and ``kl_div`` takes twice that.
-        The gradient is a buffer of :attr:`workspace`: give it back once read.
+        closed form: ``q ⊙ (log q − log p − KL_row)``, a block of rows at a time (about 1 MiB
+        of each temporary: they stay in cache, and no full-size one is made). The gradient is
+        a buffer of :attr:`workspace`: give it back once read.
         """
-        pool = self.workspace
+        N, K = phi.shape
         with torch.no_grad():
             phi = phi.detach()
-            logq = pool.take(phi.shape, phi.dtype, phi.device)
-            logq = torch.ops.aten._log_softmax.out(phi, -1, False, out=logq)  # (N, K)
-            q = torch.exp(logq, out=pool.take(phi.shape, phi.dtype, phi.device))
-            diff = logq.sub_(self.prior_logp)  # log q − log p, in place
-            kl_rows = (q.unsqueeze(-2) @ diff.unsqueeze(-1)).reshape(-1)  # (N,) row dot products
-            grad = diff.sub_(kl_rows.unsqueeze(-1)).mul_(q) if need_grad else None
-            pool.give(q)
-            if grad is None:
-                pool.give(diff)
+            grad = self.workspace.take(phi.shape, phi.dtype, phi.device) if need_grad else None
+            kl_rows = phi.new_empty(N)
+            for start, stop in _blocks(N, _BLOCK_ENTRIES // K):
+                logq = torch.log_softmax(phi[start:stop], dim=-1)
+                q = torch.exp(logq)
+                diff = logq.sub_(self.prior_logp_rows(start, stop))  # log q − log p
+                kl = (q.unsqueeze(-2) @ diff.unsqueeze(-1)).reshape(-1)  # row dot products
+                kl_rows[start:stop] = kl
+                if grad is not None:
+                    torch.mul(diff.sub_(kl.unsqueeze(-1)), q, out=grad[start:stop])
         return self.per_sample(kl_rows), grad
+
+    def prior_logp_rows(self, start: int, stop: int) -> torch.Tensor:
+        """The prior's log-probabilities on φ's support at editable rows ``start:stop``: a
+        slice of :attr:`prior_logp`, or on the dense eager path computed from the logits, the
+        same values bit for bit."""
+        if self.prior_logp is not None:
+            return self.prior_logp[start:stop]
+        if self._row_pos is None:  # once per guided step: where each row is in `logits`
+            self._row_pos = (self._rows_b * self.L + self._rows_l).tolist()
+        first, last = self._row_pos[start], self._row_pos[stop - 1]
+        if self.in_dtype == self.dtype:  # masked entries are at the minimum or -inf: clamp them
+            if last - first == stop - 1 - start and self.logits.is_contiguous():
+                rows = self.logits.view(-1, self.V)[first : last + 1].clamp_min(self.low)
+            else:  # a copy of the rows
+                rows = self.logits[self._rows_b[start:stop], self._rows_l[start:stop]]
+                rows = rows.clamp_min_(self.low)
+        else:
+            raw = self.logits[self._rows_b[start:stop], self._rows_l[start:stop]]
+            rows = raw.to(self.dtype).masked_fill_(raw <= torch.finfo(self.in_dtype).min, self.low)
+        return torch.log_softmax(rows, dim=-1)
+
+    def zero_masked(self, grad: torch.Tensor, phi: torch.Tensor) -> None:
+        """Set a gradient of φ (N, K) to zero at the masked entries, in place (a block of rows
+        at a time where the mask is not kept)."""
+        if self.vmask is not None:
+            grad.masked_fill_(self.vmask, 0.0)
+            return
+        for start, stop in _blocks(self.N, _BLOCK_ENTRIES // self.K):
+            grad[start:stop].masked_fill_(phi[start:stop] <= self.low, 0.0)
+
+    def masked(self, phi: torch.Tensor) -> torch.Tensor:
+        """The masked entries (N, K) of φ's rows (or of the prior's): kept, or on the dense
+        eager path those at the dtype's minimum, where a masked entry starts and stays."""
+        return self.vmask if self.vmask is not None else phi <= self.low
 
     def decoded_reward(self, rows: torch.Tensor) -> torch.Tensor:
         """Reward (no grad, float32 on the host's device) with the editable positions at the
@@ -416,6 +489,7 @@ class InnerProblem:
         for t in range(cfg.n_opt_steps):
             grad, reward_b = grad_fn(self, phi, buffer, check=check_output and t == 0)
             kl_b = opt.kl(phi, grad)  # (B,); adds the KL's gradient
+            del grad  # the optimiser holds it now, and frees it after the step
             self.clock.lap("kl")
             last_obj = reward_b.to(self.dtype) - cfg.kl_weight * kl_b  # (B,)
             if early is not None and early.update(last_obj, phi, self.batch_idx, t):
@@ -450,6 +524,16 @@ class InnerProblem:
         out.masked_fill_(self.editable.unsqueeze(-1) & (out > low), low)
         out.view(-1, self.V)[self._flat_rows[: self.N], self.support.index] = values
         return out
+
+
+def _blocks(n: int, size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of about ``size`` rows covering ``n``, none of a
+    single row unless ``n == 1``: a batch of one row makes ``@`` take another kernel, and the
+    row dot products would then differ in the last bit from the unblocked ones."""
+    starts = list(range(0, n, max(2, size)))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n], strict=True))
 
 
 def _row_logsumexp(logits: torch.Tensor, rows: torch.Tensor, chunk: int = 64) -> torch.Tensor:
