@@ -166,3 +166,41 @@ def check_callback_sample(callback_outputs: Any, sample: torch.LongTensor) -> to
             f"{tuple(sample.shape)}, got {describe(new)}."
         )
     return new
+
+
+def check_step_inputs(
+    model_output: Any, sample: Any, fixed_mask: Any, mask_token_id: int
+) -> torch.BoolTensor:
+    """The tensors of a scheduler step: `model_output` `(B, L, V)` float logits with `V >= 2`
+    entries including the mask id, `sample` `(B, L)` ids, `fixed_mask` a `(B, L)` bool tensor or
+    `None`. Returns `fixed_mask`, all False when it is `None`."""
+    check_logits("model_output", model_output, "Pass the model's `.logits`.")
+    check_token_ids("sample", sample, "Pass token ids.")
+    B, L, V = model_output.shape  # batch, length, vocab
+    if sample.shape != (B, L):
+        raise ValueError(
+            f"`sample` has shape {tuple(sample.shape)} but `model_output` has shape "
+            f"{(B, L, V)}; they must agree on (B, L)."
+        )
+    check_mask_id_in_vocab(mask_token_id, V, "`model_output`")
+    if V < 2:
+        raise ValueError(f"`model_output` needs at least 2 vocabulary entries, got V={V}.")
+    if fixed_mask is None:
+        return torch.zeros_like(sample, dtype=torch.bool)
+    check_bool_mask(
+        "fixed_mask",
+        fixed_mask,
+        (B, L),
+        " Pass e.g. `attention_mask == 0` or `sample != mask_token_id` at the first step.",
+    )
+    return fixed_mask
+
+
+def check_ranking_logits(ranking_logits: Any, shape: torch.Size) -> None:
+    """The `ranking_logits` of a scheduler step: float logits of `model_output`'s `shape`."""
+    check_logits("ranking_logits", ranking_logits, "Pass the model's unguided logits.")
+    if ranking_logits.shape != shape:
+        raise ValueError(
+            f"`ranking_logits` has shape {tuple(ranking_logits.shape)} but `model_output` has "
+            f"shape {tuple(shape)}; they must be equal. Pass the unguided logits of the step."
+        )
