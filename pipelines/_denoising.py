@@ -113,7 +113,8 @@ def step_end_callback(
 
 def guidance_results(run: Generation) -> tuple[torch.Tensor | None, list | None]:
     """`(rewards, trace)` of a finished run: `guidance.score` of the final sequences as one-hots
-    and a copy of `guidance.trace`, each `None` when the hook (or the run's hook) lacks it."""
+    and a copy of `guidance.trace`, each `None` without a hook or when the hook has no such
+    attribute."""
     guidance, rewards, trace = run.guidance, None, None
     if guidance is not None and callable(getattr(guidance, "score", None)):
         V = run.logits.shape[-1]  # vocab

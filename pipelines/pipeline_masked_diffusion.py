@@ -242,6 +242,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             )
 
     def _prompt_rows(self, prompt: str | list[str], add_special_tokens: bool) -> list[list[int]]:
+        """The token ids of each prompt (no padding)."""
         prompts = [prompt] if isinstance(prompt, str) else prompt
         rows = self.tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
         return [list(r) for r in rows]
@@ -398,7 +399,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
 
         # 3. Outputs.
         rewards, trace = guidance_results(run)
-        texts = self.decode(run) if output_type == "text" else None
+        texts = self.decode_generated(run) if output_type == "text" else None
         self.maybe_free_model_hooks()
         if not return_dict:
             return run.sample, texts, rewards, trace
@@ -479,7 +480,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         if run.callback is not None:
             run.sample = step_end_callback(self, run, step, timestep, out.pred_original_sample)
 
-    def decode(self, run: Generation) -> list[str] | None:
+    def decode_generated(self, run: Generation) -> list[str] | None:
         """Per row of a finished run, the text of its generated part (from the first position
         that was not fixed), special tokens skipped; `None` without a tokenizer."""
         if self.tokenizer is None:
