@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _models import tiny_gpt2
 
 from redge_guidance.text import judges
 
@@ -22,11 +23,7 @@ needs_vader = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=32, n_positions=12, n_embd=16, n_layer=1, n_head=2)
-    return GPT2LMHeadModel(config).eval()
+    return tiny_gpt2(32, n_positions=12).eval()
 
 
 @pytest.fixture(scope="module")

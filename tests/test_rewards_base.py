@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _models import wordpiece_tokenizer
 
 import rewards
 from rewards import (
@@ -22,17 +23,10 @@ from rewards import (
 
 V = 12
 
-TINY_VOCAB = (
-    "[PAD] [UNK] [CLS] [SEP] [MASK] the a cat dog sat on mat good bad happy sad is was very not "
-    ". , i like hate it and ##s ##ed ##ing storm sea"
-).split()
-
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    from transformers import BertTokenizer
-
-    return BertTokenizer(vocab={w: i for i, w in enumerate(TINY_VOCAB)})
+    return wordpiece_tokenizer()
 
 
 def one_hot(ids, vocab=V):
