@@ -40,7 +40,7 @@ def load(name: str, path: Path):
 def judge():
     from transformers import AutoTokenizer
 
-    scaling = load("_bench_scaling", ROOT / "benchmarks" / "scaling.py")
+    scaling = load("_bench_scaling_methods", ROOT / "benchmarks" / "_scaling_methods.py")
     model = scaling.load_judge_lm(JUDGE_DIR)
     tokenizer = AutoTokenizer.from_pretrained(str(JUDGE_DIR))
     return scaling, model, tokenizer
@@ -118,7 +118,7 @@ def test_train_judge_lm_smoke_then_resume(tmp_path, small_corpus):
     resumed = train.main([*common, "--resume", "--max-steps", "5"])
     assert resumed["steps"] == 5
     # The saved folder loads as the benchmark loads the shipped judge.
-    scaling = load("_bench_scaling_smoke", ROOT / "benchmarks" / "scaling.py")
+    scaling = load("_bench_scaling_smoke", ROOT / "benchmarks" / "_scaling_methods.py")
     model = scaling.load_judge_lm(out)
     assert model.config.n_positions == 16 and model.config.n_layer == 1
 
