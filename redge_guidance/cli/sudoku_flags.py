@@ -1,8 +1,8 @@
 """The flags of `redge-guidance sudoku` (its parser; the run is in `sudoku.py`).
 
 The flags that leave a solver option unset default to None, so that the run can tell a given flag
-from an absent one; the solver's own defaults fill them (`sudoku.solver_defaults`). The help text
-quotes those defaults (`tests/test_cli.py` checks that it agrees with the solver).
+from an absent one; `SudokuSolver`'s own defaults fill them in (`sudoku.solver_defaults`). The
+help texts quote those defaults; the tests check that they agree with the solver's signature.
 """
 
 from __future__ import annotations
