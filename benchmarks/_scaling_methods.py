@@ -1,4 +1,4 @@
-"""The methods of `benchmarks/scaling.py`: its prompts, the rows each method writes, the judges.
+"""The methods of `benchmarks/scaling.py`: its prompts, each method's run, and the judges.
 
 `Bench` loads the generator, the two steered rewards and the judges once; `Bench.run` runs one
 method at one knob on a batch and returns the sequences and the CPU seconds they cost;
