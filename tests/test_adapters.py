@@ -18,9 +18,10 @@ import json
 
 import pytest
 import torch
-from _models import llada2_pipeline, minilm_tokenizer, tiny_bert
 
 from redge_guidance.adapters import SUPPORTED_PIPELINES, attach, detach
+
+from _models import llada2_pipeline, minilm_tokenizer, tiny_bert
 
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from _support import read_only_folder, snapshot
 
 from redge_guidance.cli import main
+
+from _support import read_only_folder, snapshot
 
 TINY = ["--length", "8", "--steps", "4", "--n-opt-steps", "2", "--threads", "1", "--quiet"]
 REWARDS_MODULE = "bad_rewards_for_cli_tests"

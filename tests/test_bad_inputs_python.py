@@ -11,10 +11,11 @@ import re
 
 import pytest
 import torch
-from _models import tiny_bert
 
 import rewards
 from redge_guidance import GuidanceConfig, RewardGuidance
+
+from _models import tiny_bert
 
 MASK = 3  # the tiny model's mask id
 

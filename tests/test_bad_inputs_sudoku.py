@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _support import read_only_folder, snapshot
 
 from redge_guidance.cli import main
 from redge_guidance.sudoku import data as sd
+
+from _support import read_only_folder, snapshot
 
 OUT = ["--output", "{tmp}/out.txt"]
 GOOD = "{tmp}/good.txt"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from _support import load_module, skip_unless_slow_selected
 
 ROOT = Path(__file__).resolve().parents[1]

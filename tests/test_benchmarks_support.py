@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from _support import load_module, skip_unless_slow_selected
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +119,7 @@ def test_committed_markdown_is_what_the_script_renders(support, tmp_path):
 
 
 def test_the_lite_proposal_is_a_valid_cheaper_guidance(support):
-    import scaling
+    import _scaling_methods as scaling
 
     from redge_guidance import GuidanceConfig
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from _models import tiny_bert
 
 from redge_guidance.cli import main
 from redge_guidance.cli.generate import CLI_GUIDANCE_DEFAULTS, ESTIMATOR_FLAGS
 from redge_guidance.cli.io import read_prompts, read_rows, repair_trailing_line
+
+from _models import tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--length", "8", "--steps", "4", "--n-opt-steps", "2", "--threads", "1"]

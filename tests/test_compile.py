@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _support import skip_unless_slow_selected
 
 from redge_guidance import RewardGuidance
 from redge_guidance.guidance import compiled
 from rewards import Reward
+
+from _support import skip_unless_slow_selected
 
 V = 32  # vocabulary
 MASK = 3  # mask token id

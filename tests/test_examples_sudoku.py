@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pytest
 import torch
+
 from _support import load_module
 
 ROOT = Path(__file__).resolve().parents[1]

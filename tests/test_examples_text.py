@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from _support import load_module
 
 from redge_guidance.text import find_minilm_dir, load_bert_ids
+
+from _support import load_module
 
 pytest.importorskip("transformers")
 pytest.importorskip("diffusers")

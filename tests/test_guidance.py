@@ -13,13 +13,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _models import hook_inputs, masked_diffusion_pipeline, tiny_bert
 
 from redge_guidance.guidance import GuidanceConfig, RewardGuidance
 from redge_guidance.trace import TIMING_KEYS, GuidanceStepStats
 from rewards.base import Reward
 from rewards.function import FunctionReward
 from rewards.tokens import TokenSetReward
+
+from _models import hook_inputs, masked_diffusion_pipeline, tiny_bert
 
 V = 32  # vocabulary
 MASK = 3  # mask token id of the tiny model

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _models import hook_inputs
 
 from redge_guidance import GuidanceConfig, RewardGuidance
 from rewards import Reward
+
+from _models import hook_inputs
 
 V = 32  # vocabulary
 MASK = 3  # mask token id

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _models import llada2_pipeline, masked_diffusion_pipeline, minilm_tokenizer, tiny_bert
 
 from redge_guidance import RewardGuidance, attach
 from redge_guidance.guidance._checks import module_device
 from rewards import Reward, TokenSetReward
+
+from _models import llada2_pipeline, masked_diffusion_pipeline, minilm_tokenizer, tiny_bert
 
 accelerate = pytest.importorskip("accelerate")
 

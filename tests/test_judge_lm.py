@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from _support import load_module
 
 pytest.importorskip("transformers")
@@ -33,7 +34,7 @@ HELD_OUT_LINES = (
 def judge():
     from transformers import AutoTokenizer
 
-    scaling = load_module(ROOT / "benchmarks" / "scaling.py", "_bench_scaling")
+    scaling = load_module(ROOT / "benchmarks" / "_scaling_methods.py", "_bench_scaling_methods")
     model = scaling.load_judge_lm(JUDGE_DIR)
     tokenizer = AutoTokenizer.from_pretrained(str(JUDGE_DIR))
     return scaling, model, tokenizer
@@ -111,7 +112,7 @@ def test_train_judge_lm_smoke_then_resume(tmp_path, small_corpus):
     resumed = train.main([*common, "--resume", "--max-steps", "5"])
     assert resumed["steps"] == 5
     # The saved folder loads as the benchmark loads the shipped judge.
-    scaling = load_module(ROOT / "benchmarks" / "scaling.py", "_bench_scaling_smoke")
+    scaling = load_module(ROOT / "benchmarks" / "_scaling_methods.py", "_bench_scaling_smoke")
     model = scaling.load_judge_lm(out)
     assert model.config.n_positions == 16 and model.config.n_layer == 1
 

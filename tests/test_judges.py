@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from _models import tiny_gpt2
 
 from redge_guidance.text import judges
+
+from _models import tiny_gpt2
 
 pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,13 +76,14 @@ def test_shipped_judge_prefers_the_true_continuation(shipped_lm):
 
 
 def test_the_scaling_benchmark_judges_with_this_module():
-    # One judge, one place: benchmarks/scaling.py imports these functions (its former copy gave
-    # bit-identical NLLs before the switch, so its committed numbers stand).
+    # One judge, one place: benchmarks/scaling.py (its methods module) imports these functions
+    # (its former copy gave bit-identical NLLs before the switch, so its committed numbers stand).
     spec = importlib.util.spec_from_file_location("_scaling", ROOT / "benchmarks" / "scaling.py")
     scaling = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(scaling)
-    assert scaling.continuation_nll is judges.continuation_nll
-    assert scaling.load_judge_lm is judges.load_judge_lm
+    methods = sys.modules["_scaling_methods"]  # imported by scaling.py
+    assert methods.continuation_nll is judges.continuation_nll
+    assert methods.load_judge_lm is judges.load_judge_lm
     assert scaling.JUDGE_DIR == judges.JUDGE_LM_DIR
 
 

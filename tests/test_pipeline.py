@@ -6,13 +6,14 @@ import os
 
 import pytest
 import torch
-from _models import masked_diffusion_pipeline, minilm_tokenizer, tiny_bert
 
 from pipelines import (
     MaskedDiffusionPipeline,
     MaskedDiffusionPipelineOutput,
     MaskedDiffusionScheduler,
 )
+
+from _models import masked_diffusion_pipeline, minilm_tokenizer, tiny_bert
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VOCAB = 32

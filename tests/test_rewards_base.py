@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _models import wordpiece_tokenizer
 
 import rewards
 from rewards import (
@@ -20,6 +19,8 @@ from rewards import (
     sudoku_unit_matrix,
     sudoku_violations,
 )
+
+from _models import wordpiece_tokenizer
 
 V = 12
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _models import TINY_WORDS, tiny_bert, wordpiece_tokenizer
 
 from rewards import BridgedReward, LexiconReward, SequenceClassifierReward, VocabularyBridge
+
+from _models import TINY_WORDS, tiny_bert, wordpiece_tokenizer
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")

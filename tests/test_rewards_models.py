@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _models import TINY_WORDS, tiny_bert, tiny_gpt2, wordpiece_tokenizer
 
 from rewards import (
     EmbeddingSimilarityReward,
@@ -14,6 +13,8 @@ from rewards import (
     SequenceClassifierReward,
 )
 from rewards.linear_head import load_linear_head, save_linear_head
+
+from _models import TINY_WORDS, tiny_bert, tiny_gpt2, wordpiece_tokenizer
 
 transformers = pytest.importorskip("transformers")
 

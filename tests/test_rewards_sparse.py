@@ -7,7 +7,6 @@ import warnings
 
 import pytest
 import torch
-from _models import tiny_bert, tiny_gpt2
 
 import rewards.base
 from rewards import (
@@ -28,6 +27,8 @@ from rewards import (
     WeightedSum,
     finite_checks,
 )
+
+from _models import tiny_bert, tiny_gpt2
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")

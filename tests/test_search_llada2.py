@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _models import llada2_pipeline, tiny_bert
 
 from redge_guidance.search import Budget, SMCConfig, smc_llada2
 from rewards import TokenSetReward
+
+from _models import llada2_pipeline, tiny_bert
 
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")

@@ -7,7 +7,6 @@ import textwrap
 
 import pytest
 import torch
-from _models import TINY_WORDS, tiny_bert, wordpiece_tokenizer
 
 from redge_guidance.text import (
     REWARD_NAMES,
@@ -16,6 +15,8 @@ from redge_guidance.text import (
     parse_reward_spec,
     valid_reward_specs,
 )
+
+from _models import TINY_WORDS, tiny_bert, wordpiece_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
