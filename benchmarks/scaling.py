@@ -53,44 +53,29 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 # Ahead of this folder, whose rewards.py would shadow the `rewards` package.
 sys.path.insert(0, str(ROOT))
+# This folder, for the script's private modules also when it is loaded from its file (tests).
+if str(HERE) not in sys.path:
+    sys.path.append(str(HERE))
 
 import torch  # noqa: E402
+from _scaling_methods import (  # noqa: E402
+    GUIDE_KL,
+    GUIDE_LR,
+    LAMBDA,
+    METHODS,
+    TARGETS,
+    Bench,
+    make_prompts,
+)
+from _scaling_report import aggregate, markdown, plot  # noqa: E402
 
-from redge_guidance.text.judges import (  # noqa: E402
-    JUDGE_LM_DIR as JUDGE_DIR,
-)
-from redge_guidance.text.judges import (  # noqa: E402
-    continuation_nll,
-    load_judge_lm,
-    load_vader,
-    vader_compound,
-)
+from redge_guidance.text.judges import JUDGE_LM_DIR as JUDGE_DIR  # noqa: E402
 
-METHODS = (
-    "unguided",
-    "best_of_n",
-    "smc",
-    "redge",
-    "straight_through",
-    "redge_top64",
-    "smc_guided",
-    "smc_guided_lite",
-    "refine",
-)
-KNOB = {"best_of_n": "N", "smc": "K", "smc_guided": "K", "smc_guided_lite": "K", "refine": "rounds"}
-# else: inner steps
-TARGETS = ("positive", "negative")
-PROMPT_WORDS = 5
-LAMBDA = 0.1  # SMC temperature: reward differences between samples are ~0.5 valence units
-GUIDE_LR, GUIDE_KL = 3.0, 0.01  # text_steering's tuned values for a few inner steps
 CALIBRATION_SEED = 12345
-# The cheaper guided proposal of `smc_guided_lite`: a guided step costs ~5x an unguided one, almost
-# all of it the reward's forward and backward, so the saving is in reward calls (1 inner step,
-# half the denoising steps); the top-64 support keeps the proposal near the model.
-LITE_GUIDANCE = dict(top_k=64, n_opt_steps=1, guide_every=2)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -121,147 +106,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if min(args.budgets) < 1:
         p.error(f"--budgets must be >= 1 (multiples of the unguided cost), got {args.budgets}.")
     return args
-
-
-# ------------------------------------------------------------------------------ prompts, judges
-
-
-def make_prompts(tokenizer, n: int, length: int) -> list[dict]:
-    """`n` held-out speeches at evenly spaced ranks: `SPEAKER: first words` and the true next
-    `length` tokens (the reference continuation)."""
-    from examples.text_corpus import DEFAULT_HELD_OUT_PLAYS, clean_play, read_plays
-
-    raw, pool = read_plays(), []
-    for play in DEFAULT_HELD_OUT_PLAYS:
-        parts = re.split(r"^\*\*([^*\n]+?)\*\*[ \t]*$", raw[play], flags=re.MULTILINE)
-        for speaker, body in zip(parts[1::2], parts[2::2], strict=True):
-            words = " ".join(clean_play(body).split()).split()
-            prompt = f"{speaker.strip()}: {' '.join(words[:PROMPT_WORDS])}"
-            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            full = tokenizer(f"{prompt} {' '.join(words[PROMPT_WORDS:])}", add_special_tokens=False)
-            full = full["input_ids"]
-            if (
-                len(words) > PROMPT_WORDS
-                and full[: len(ids)] == ids
-                and len(full) >= len(ids) + length
-            ):
-                reference = full[len(ids) : len(ids) + length]
-                pool.append(dict(play=play, text=prompt, ids=ids, reference=reference))
-    if len(pool) < n:
-        raise ValueError(f"`--prompts` {n} exceeds the {len(pool)} usable speeches; ask for fewer.")
-    return [pool[int(i * len(pool) / n)] for i in range(n)]
-
-
-def distinct_n(rows: list[list[int]], n: int) -> float:
-    grams = [tuple(r[i : i + n]) for r in rows for i in range(len(r) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else float("nan")
-
-
-class Bench:
-    """The generator, its pipeline, the two steered rewards and the judges, loaded once."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        from pipelines import MaskedDiffusionPipeline
-        from redge_guidance.text import build_reward, load_text_model, parse_reward_spec
-
-        self.args = args
-        self.tm = load_text_model()
-        self.pipe = MaskedDiffusionPipeline.from_model(self.tm.model, self.tm.tokenizer)
-        self.pipe.set_progress_bar_config(disable=True)
-        self.rewards = {
-            t: build_reward([parse_reward_spec(f"sentiment:{t}")], self.tm)[0].eval()
-            for t in args.targets
-        }
-        self.fluency = build_reward([parse_reward_spec("fluency")], self.tm)[0].eval()
-        self.judge = load_judge_lm(args.judge)
-        self.vader = load_vader()
-
-    def run(
-        self, method: str, knob: int, target: str, ids, am, seed: int, *, top_k: int | None = None
-    ):
-        """`(sequences (B, L), cpu seconds)` of one method on the batch; `top_k` restricts the
-        guidance of `redge` / `straight_through` / `smc_guided` to the model's top tokens."""
-        from redge_guidance import GuidanceConfig
-        from redge_guidance.search import BestOfNConfig, RefineConfig, SMCConfig, search
-
-        g = torch.Generator().manual_seed(seed)
-        steps = self.args.steps
-        if method == "unguided":
-            cpu = time.process_time()
-            out = self.pipe(
-                input_ids=ids,
-                attention_mask=am,
-                num_inference_steps=steps,
-                generator=g,
-                output_type="ids",
-            )
-            return out.sequences, time.process_time() - cpu
-        guide = None
-        if method in ("redge", "straight_through", "redge_top64"):
-            config = BestOfNConfig(num_candidates=1, batch_size=1, return_candidates=False)
-            if method == "redge_top64":
-                method, top_k = "redge", 64
-            guide = GuidanceConfig(
-                estimator=method,
-                n_opt_steps=knob,
-                lr=GUIDE_LR,
-                kl_weight=GUIDE_KL,
-                record_rewards=False,
-                top_k=top_k,
-            )
-        elif method == "best_of_n":
-            config = BestOfNConfig(num_candidates=knob, batch_size=min(knob, 8))
-        elif method in ("smc", "smc_guided", "smc_guided_lite"):
-            config = SMCConfig(num_particles=knob, temperature=LAMBDA, return_particles=False)
-            # kl_weight = λ: the proposal approximates the per-position tilt
-            if method == "smc_guided":
-                guide = GuidanceConfig(
-                    n_opt_steps=2, lr=GUIDE_LR, kl_weight=LAMBDA, record_rewards=False, top_k=top_k
-                )
-            elif method == "smc_guided_lite":
-                guide = GuidanceConfig(
-                    lr=GUIDE_LR, kl_weight=LAMBDA, record_rewards=False, **LITE_GUIDANCE
-                )
-        else:
-            config = RefineConfig(rounds=knob, fraction=0.25, select="gradient")
-        res = search(
-            self.pipe,
-            self.rewards[target],
-            ids,
-            config,
-            guidance=guide,
-            attention_mask=am,
-            num_inference_steps=steps,
-            generator=g,
-        )
-        return res.sequences, res.spent.cpu_seconds
-
-    @torch.no_grad()
-    def judge_all(self, seqs, am, target: str) -> dict:
-        """Every judge on finished left-padded sequences (continuation = last `length` columns)."""
-        n = self.args.length
-        sign = 1.0 if target == "positive" else -1.0
-        onehot = torch.nn.functional.one_hot(seqs, self.tm.vocab_size).float()
-        reward = self.rewards[target](onehot, attention_mask=am)
-        pll = self.fluency(onehot, attention_mask=am)
-        prompts = [s[:-n][a[:-n].bool()].tolist() for s, a in zip(seqs, am, strict=True)]
-        conts = seqs[:, -n:].tolist()
-        nll = continuation_nll(self.judge, prompts, conts)
-        texts = self.tm.tokenizer.batch_decode(conts)
-        compound = torch.tensor(vader_compound(texts, self.vader))
-        return {
-            "reward": reward.mean().item(),
-            "vader": compound.mean().item(),
-            "vader_on_target": (sign * compound > 0).float().mean().item(),
-            "ppl": math.exp(nll.sum().item() / (len(conts) * n)),
-            "pll": pll.mean().item(),
-            "d1": distinct_n(conts, 1),
-            "d2": distinct_n(conts, 2),
-            "examples": [
-                {"prompt": self.tm.tokenizer.decode(p), "continuation": t}
-                for p, t in zip(prompts[:2], texts[:2], strict=True)
-            ],
-        }
 
 
 # ------------------------------------------------------------------------------ the grid
@@ -406,137 +250,6 @@ def run_grid(args: argparse.Namespace) -> dict:
                 f"{c['vader']:+.2f} ({c['vader_on_target']:.0%} on target) ppl {c['ppl']:.0f}"
             )
     return result
-
-
-# ------------------------------------------------------------------------------ reports
-
-METRICS = ("cost_x", "reward", "vader", "vader_on_target", "ppl", "pll", "d1", "d2")
-
-
-def aggregate(result: dict) -> list[dict]:
-    groups: dict[tuple, list[dict]] = {}
-    for c in result["cells"].values():
-        groups.setdefault((c["target"], c["method"], c["budget"]), []).append(c)
-    rows = []
-    for (target, method, budget), cs in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], METHODS.index(kv[0][1]), kv[0][2])
-    ):
-        row = dict(target=target, method=method, budget=budget, seeds=len(cs))
-        row["knob"] = sorted({c["knob"] for c in cs})
-        for m in METRICS:
-            vals = [c[m] for c in cs]
-            row[m] = statistics.fmean(vals)
-            row[m + "_se"] = (
-                statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else float("nan")
-            )
-        rows.append(row)
-    return rows
-
-
-def fmt(row: dict, m: str, digits: int = 2) -> str:
-    se = row[m + "_se"]
-    return f"{row[m]:.{digits}f}" + ("" if math.isnan(se) else f" ± {se:.{digits}f}")
-
-
-def markdown(result: dict, rows: list[dict]) -> str:
-    st, cal = result["settings"], result["calibration"]
-    lines = [
-        "# Inference-time scaling, judged by models that did not steer",
-        "",
-        f"Command: `{result['command']}`"
-        + "".join(f", then `{c}`" for c in result.get("later_commands", []))
-        + f". {st['prompts']} held-out prompts x {st['samples']} rows, "
-        f"{st['length']} new tokens, {st['steps']} denoising steps, torch on {st['threads']} "
-        f"thread(s) on {result['machine']['cpu']} ({result['machine']['cpu_count']} CPUs, shared); "
-        f"unguided batch {cal['unguided']:.2f} CPU s (the 1x). Knob: N (best-of-N), K "
-        "(SMC), inner Adam steps (guidance), rounds (refine). `cost` is the measured CPU time / "
-        "unguided. `vader`: mean compound of the continuation; `on target`: share on the target "
-        "side; `ppl`: judge-LM perplexity of the continuation; `pll`: the generator's own "
-        "pseudo-log-likelihood (nats/token); `reward`: the steered MiniLM reward (signed).",
-        "",
-    ]
-    for target in TARGETS:
-        ref = result.get("reference", {}).get(target)
-        sub = [r for r in rows if r["target"] == target]
-        if not sub:
-            continue
-        lines += [
-            f"## Target: {target}",
-            "",
-            "| method | budget | knob | cost | reward | vader | on target | ppl | pll | d-1 "
-            "| d-2 |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        if ref:
-            lines.append(
-                f"| held-out text | - | - | - | {ref['reward']:.2f} | {ref['vader']:.2f} | "
-                f"{ref['vader_on_target']:.2f} | {ref['ppl']:.1f} | {ref['pll']:.2f} | "
-                f"{ref['d1']:.2f} | {ref['d2']:.2f} |"
-            )
-        for r in sub:
-            lines.append(
-                f"| {r['method']} | {r['budget']:g}x | {'/'.join(map(str, r['knob']))} | "
-                f"{fmt(r, 'cost_x', 1)} | {fmt(r, 'reward')} | {fmt(r, 'vader')} | "
-                f"{fmt(r, 'vader_on_target')} | {fmt(r, 'ppl', 1)} | {fmt(r, 'pll')} | "
-                f"{fmt(r, 'd1')} | {fmt(r, 'd2')} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
-
-
-def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points (ppl, signed vader) no other point beats on both (lower ppl, higher vader)."""
-    front, best = [], -math.inf
-    for x, y in sorted(points):
-        if y > best:
-            front.append((x, y))
-            best = y
-    return front
-
-
-def plot(result: dict, rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    targets = [t for t in TARGETS if any(r["target"] == t for r in rows)]
-    fig, axes = plt.subplots(len(targets), 2, figsize=(12, 4.5 * len(targets)), squeeze=False)
-    colors = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    for i, target in enumerate(targets):
-        sign = 1.0 if target == "positive" else -1.0
-        ax, ax2 = axes[i]
-        points = []
-        for method in METHODS:
-            sub = [r for r in rows if r["target"] == target and r["method"] == method]
-            if not sub:
-                continue
-            xs, ys = [r["cost_x"] for r in sub], [sign * r["vader"] for r in sub]
-            style = {"color": colors[method], "label": method}
-            ax.errorbar(xs, ys, yerr=[r["vader_se"] for r in sub], marker="o", capsize=3, **style)
-            ppl = [r["ppl"] for r in sub]
-            ax2.scatter(ppl, ys, **style)
-            points += list(zip(ppl, ys, strict=True))
-        ref = result.get("reference", {}).get(target)
-        if ref:
-            star = {"marker": "*", "s": 150, "color": "gray", "label": "held-out text"}
-            ax2.scatter([ref["ppl"]], [sign * ref["vader"]], **star)
-        front = pareto(points)
-        if front:
-            xs, ys = zip(*front, strict=True)
-            ax2.step(xs, ys, where="post", color="black", alpha=0.4, label="Pareto front")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("measured CPU cost (x unguided)")
-        ax2.set_xlabel("judge-LM perplexity of the continuation (lower = more fluent)")
-        for a in (ax, ax2):
-            a.set_ylabel(f"VADER compound toward {target} (signed)")
-            a.grid(alpha=0.3)
-        ax.set_title(f"{target}: judge vs compute")
-        ax2.set_title(f"{target}: judge vs fluency")
-    axes[0][1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,6 +101,21 @@ def check_prompt(prompt: Any, tokenizer: Any) -> None:
         )
 
 
+def check_prompt_or_ids(prompt: Any, input_ids: Any, tokenizer: Any) -> None:
+    """Exactly one of the pipeline's `prompt` (with a tokenizer) and `input_ids`, well formed."""
+    if prompt is None and input_ids is None:
+        raise ValueError("Neither `prompt` nor `input_ids` was given. Pass one of them (not both).")
+    if prompt is not None and input_ids is not None:
+        raise ValueError(
+            "Both `prompt` and `input_ids` were given. Pass one of them: text as `prompt`, "
+            "token ids as `input_ids`."
+        )
+    if prompt is not None:
+        check_prompt(prompt, tokenizer)
+    else:
+        check_input_ids(input_ids)
+
+
 def check_id_masks(
     input_ids: Any, attention_mask: Any, fixed_mask: Any, mask_token_id: int
 ) -> None:
@@ -129,6 +144,49 @@ def check_id_masks(
                 "they could never be filled in. Set `fixed_mask` to False wherever "
                 "`input_ids` holds the mask."
             )
+
+
+def check_length(length: Any) -> None:
+    """Pipeline `length`: `None` or an integer >= 0."""
+    if length is not None and (not is_int(length) or length < 0):
+        raise ValueError(
+            "`length` must be an integer >= 0 (number of new tokens after each prompt), got "
+            f"{length!r}."
+        )
+
+
+def check_guidance_callable(guidance: Any) -> None:
+    """Pipeline `guidance`: `None` or a callable hook."""
+    if guidance is not None and not callable(guidance):
+        raise ValueError(
+            "`guidance` must be callable as guidance(logits, sample, editable=..., "
+            "step=..., num_steps=..., generator=..., attention_mask=...), got "
+            f"{type(guidance).__name__}."
+        )
+
+
+def check_callback_tensor_inputs(names: list[str], allowed: list[str]) -> None:
+    """Pipeline `callback_on_step_end_tensor_inputs`: a subset of the names in `allowed`."""
+    bad = [k for k in names if k not in allowed]
+    if bad:
+        raise ValueError(
+            f"`callback_on_step_end_tensor_inputs` must be a subset of {allowed}, got unknown "
+            f"{bad}."
+        )
+
+
+def check_something_to_generate(
+    ids: torch.LongTensor, fixed: torch.BoolTensor, mask_token_id: int, length: Any, source: str
+) -> None:
+    """Every row of the starting sequence `ids` `(B, L)` has a mask token that is not fixed."""
+    empty = ((ids == mask_token_id) & ~fixed).sum(dim=1) == 0
+    if bool(empty.any()):
+        rows_without = empty.nonzero().flatten().tolist()
+        raise ValueError(
+            f"Nothing to generate in row(s) {rows_without} of `{source}`: `length` is "
+            f"{length!r} and they hold no mask token (id {mask_token_id}). Pass e.g. `length=16` "
+            "to append 16 new tokens, or put mask tokens where text should be filled in."
+        )
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...], fix: str = "") -> None:
@@ -166,3 +224,41 @@ def check_callback_sample(callback_outputs: Any, sample: torch.LongTensor) -> to
             f"{tuple(sample.shape)}, got {describe(new)}."
         )
     return new
+
+
+def check_step_inputs(
+    model_output: Any, sample: Any, fixed_mask: Any, mask_token_id: int
+) -> torch.BoolTensor:
+    """The tensors of a scheduler step: `model_output` `(B, L, V)` float logits with `V >= 2`
+    entries including the mask id, `sample` `(B, L)` ids, `fixed_mask` a `(B, L)` bool tensor or
+    `None`. Returns `fixed_mask`, all False when it is `None`."""
+    check_logits("model_output", model_output, "Pass the model's `.logits`.")
+    check_token_ids("sample", sample, "Pass token ids.")
+    B, L, V = model_output.shape  # batch, length, vocab
+    if sample.shape != (B, L):
+        raise ValueError(
+            f"`sample` has shape {tuple(sample.shape)} but `model_output` has shape "
+            f"{(B, L, V)}; they must agree on (B, L)."
+        )
+    check_mask_id_in_vocab(mask_token_id, V, "`model_output`")
+    if V < 2:
+        raise ValueError(f"`model_output` needs at least 2 vocabulary entries, got V={V}.")
+    if fixed_mask is None:
+        return torch.zeros_like(sample, dtype=torch.bool)
+    check_bool_mask(
+        "fixed_mask",
+        fixed_mask,
+        (B, L),
+        " Pass e.g. `attention_mask == 0` or `sample != mask_token_id` at the first step.",
+    )
+    return fixed_mask
+
+
+def check_ranking_logits(ranking_logits: Any, shape: torch.Size) -> None:
+    """The `ranking_logits` of a scheduler step: float logits of `model_output`'s `shape`."""
+    check_logits("ranking_logits", ranking_logits, "Pass the model's unguided logits.")
+    if ranking_logits.shape != shape:
+        raise ValueError(
+            f"`ranking_logits` has shape {tuple(ranking_logits.shape)} but `model_output` has "
+            f"shape {tuple(shape)}; they must be equal. Pass the unguided logits of the step."
+        )

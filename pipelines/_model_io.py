@@ -1,5 +1,5 @@
-"""What the pipeline reads from its denoiser and tokenizer: config sizes, padded token rows, the
-logits of a forward call, and the decoded texts."""
+"""What the pipeline reads from its denoiser and tokenizer: config sizes, padded token rows (and
+the new mask positions appended to them), the logits of a forward call, and the decoded texts."""
 
 from __future__ import annotations
 
@@ -48,6 +48,25 @@ def left_pad(
             ids[b, width - len(row) :] = torch.tensor(row, dtype=torch.long)
             attention_mask[b, width - len(row) :] = 1
     return ids, attention_mask
+
+
+def append_masks(
+    ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    fixed: torch.BoolTensor,
+    mask_token_id: int,
+    n_new: int,
+) -> tuple[torch.LongTensor, torch.LongTensor, torch.BoolTensor]:
+    """`(ids, attention_mask, fixed)`, each `(B, L)`, with `n_new` positions appended to every row:
+    the mask token, attended to, not fixed."""
+    if n_new:
+        B = ids.shape[0]
+        ids = torch.cat([ids, torch.full((B, n_new), mask_token_id, dtype=torch.long)], dim=1)
+        attention_mask = torch.cat(
+            [attention_mask, torch.ones((B, n_new), dtype=torch.long)], dim=1
+        )
+        fixed = torch.cat([fixed, torch.zeros((B, n_new), dtype=torch.bool)], dim=1)
+    return ids, attention_mask, fixed
 
 
 def forward_kwargs(model: Any) -> tuple[bool, bool]:

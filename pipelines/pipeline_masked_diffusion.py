@@ -20,16 +20,25 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
 
 from ._checks import (
-    check_callback_sample,
+    check_callback_tensor_inputs,
     check_choice,
+    check_guidance_callable,
     check_id_masks,
-    check_input_ids,
+    check_length,
     check_positive_int,
-    check_prompt,
+    check_prompt_or_ids,
     check_reward_vocab,
-    is_int,
+    check_something_to_generate,
+)
+from ._denoising import (
+    Generation,
+    callback_tensor_inputs,
+    guidance_results,
+    guided_logits,
+    step_end_callback,
 )
 from ._model_io import (
+    append_masks,
     config_int,
     decode_texts,
     forward_kwargs,
@@ -192,33 +201,12 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
                 "none. Build the scheduler with `MaskedDiffusionScheduler(mask_token_id=...)` or "
                 "use `MaskedDiffusionPipeline.from_model(model, tokenizer, mask_token_id=...)`."
             )
-        if prompt is None and input_ids is None:
-            raise ValueError(
-                "Neither `prompt` nor `input_ids` was given. Pass one of them (not both)."
-            )
-        if prompt is not None and input_ids is not None:
-            raise ValueError(
-                "Both `prompt` and `input_ids` were given. Pass one of them: text as `prompt`, "
-                "token ids as `input_ids`."
-            )
-        if prompt is not None:
-            check_prompt(prompt, self.tokenizer)
-        else:
-            check_input_ids(input_ids)
+        check_prompt_or_ids(prompt, input_ids, self.tokenizer)
         check_id_masks(input_ids, attention_mask, fixed_mask, self.mask_token_id)
         check_positive_int("num_samples", num_samples, "1")
-        if length is not None and (not is_int(length) or length < 0):
-            raise ValueError(
-                "`length` must be an integer >= 0 (number of new tokens after each prompt), got "
-                f"{length!r}."
-            )
+        check_length(length)
         check_positive_int("num_inference_steps", num_inference_steps, "32")
-        if guidance is not None and not callable(guidance):
-            raise ValueError(
-                "`guidance` must be callable as guidance(logits, sample, editable=..., "
-                "step=..., num_steps=..., generator=..., attention_mask=...), got "
-                f"{type(guidance).__name__}."
-            )
+        check_guidance_callable(guidance)
         model_vocab = config_int(self.model, ("vocab_size",))
         if guidance is not None:
             check_reward_vocab(getattr(guidance, "reward", None), model_vocab)
@@ -228,14 +216,9 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
                 f"{model_vocab} entries. Use the mask id of the model's tokenizer."
             )
         check_choice("output_type", output_type, _OUTPUT_TYPES)
-        bad = [
-            k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs
-        ]
-        if bad:
-            raise ValueError(
-                "`callback_on_step_end_tensor_inputs` must be a subset of "
-                f"{self._callback_tensor_inputs}, got unknown {bad}."
-            )
+        check_callback_tensor_inputs(
+            callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
+        )
         self._check_positions(prompt, input_ids, length, add_special_tokens)
 
     def _check_positions(self, prompt, input_ids, length, add_special_tokens: bool) -> None:
@@ -259,6 +242,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             )
 
     def _prompt_rows(self, prompt: str | list[str], add_special_tokens: bool) -> list[list[int]]:
+        """The token ids of each prompt (no padding)."""
         prompts = [prompt] if isinstance(prompt, str) else prompt
         rows = self.tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
         return [list(r) for r in rows]
@@ -300,22 +284,9 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             fixed = ids != mask_id
         fixed = fixed | (am == 0)  # padding never changes
 
-        n_new = length or 0
-        if n_new:
-            B = ids.shape[0]
-            ids = torch.cat([ids, torch.full((B, n_new), mask_id, dtype=torch.long)], dim=1)
-            am = torch.cat([am, torch.ones((B, n_new), dtype=torch.long)], dim=1)
-            fixed = torch.cat([fixed, torch.zeros((B, n_new), dtype=torch.bool)], dim=1)
-
-        empty = ((ids == mask_id) & ~fixed).sum(dim=1) == 0
-        if bool(empty.any()):
-            rows_without = empty.nonzero().flatten().tolist()
-            source = "prompt" if prompt is not None else "input_ids"
-            raise ValueError(
-                f"Nothing to generate in row(s) {rows_without} of `{source}`: `length` is "
-                f"{length!r} and they hold no mask token (id {mask_id}). Pass e.g. `length=16` to "
-                "append 16 new tokens, or put mask tokens where text should be filled in."
-            )
+        ids, am, fixed = append_masks(ids, am, fixed, mask_id, length or 0)
+        source = "prompt" if prompt is not None else "input_ids"
+        check_something_to_generate(ids, fixed, mask_id, length, source)
         return ids, am, fixed
 
     # ------------------------------------------------------------------ call
@@ -385,13 +356,9 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         Returns:
             [`MaskedDiffusionPipelineOutput`] or `tuple` `(sequences, texts, rewards, trace)`.
         """
-        if callback_on_step_end is not None and isinstance(
-            callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)
-        ):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        if callback_on_step_end_tensor_inputs is None:
-            callback_on_step_end_tensor_inputs = ["sample"]
-
+        tensor_inputs = callback_tensor_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
         # 1. Checks and inputs, all before the first model call.
         self.check_inputs(
             prompt,
@@ -403,98 +370,120 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             output_type,
             attention_mask,
             fixed_mask,
-            callback_on_step_end_tensor_inputs,
+            tensor_inputs,
             add_special_tokens=add_special_tokens,
         )
-        sample, am, fixed = self.prepare_inputs(
+        inputs = self.prepare_inputs(
             prompt, input_ids, length, attention_mask, fixed_mask, add_special_tokens
         )
+        # where the model runs (the accelerator when model CPU offload is on)
+        device = self._execution_device
+        run = self.prepare_generation(
+            inputs,
+            num_samples,
+            device,
+            guidance=guidance,
+            generator=generator,
+            callback=callback_on_step_end,
+            callback_tensor_inputs=tensor_inputs,
+        )
+        timesteps = self.prepare_timesteps(num_inference_steps, device)
+        if guidance is not None and callable(getattr(guidance, "reset", None)):
+            guidance.reset()
+
+        # 2. Denoising loop: model call, guidance hook, scheduler step, step-end callback.
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                self.denoising_step(run, i, t)
+                progress_bar.update()
+
+        # 3. Outputs.
+        rewards, trace = guidance_results(run)
+        texts = self.decode_generated(run) if output_type == "text" else None
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return run.sample, texts, rewards, trace
+        return MaskedDiffusionPipelineOutput(
+            sequences=run.sample, texts=texts, rewards=rewards, trace=trace
+        )
+
+    def prepare_generation(
+        self,
+        inputs: tuple[torch.LongTensor, torch.LongTensor, torch.BoolTensor],
+        num_samples: int,
+        device: torch.device,
+        *,
+        guidance: Callable | None,
+        generator: torch.Generator | None,
+        callback: Callable | PipelineCallback | MultiPipelineCallbacks | None,
+        callback_tensor_inputs: list[str],
+    ) -> Generation:
+        """
+        The state of a generation: the `(sample, attention_mask, fixed_mask)` of
+        [`~MaskedDiffusionPipeline.prepare_inputs`], each row repeated `num_samples` times
+        (`repeat_interleave`) on `device`, with how to call the model and the call's options.
+        Warns when the model is in training mode.
+        """
         if isinstance(self.model, torch.nn.Module) and self.model.training:
             logger.warning(
                 "The model is in training mode (dropout is active, outside `generator`'s "
                 "control); call `model.eval()` for reproducible generations."
             )
+        sample, am, fixed = (x.repeat_interleave(num_samples, dim=0).to(device) for x in inputs)
+        by_name, with_mask = forward_kwargs(self.model)
+        # a scheduler with `ranking="prior"` ranks by the unguided logits
+        by_prior = getattr(self.scheduler, "config", {}).get("ranking") == "prior"
+        return Generation(
+            sample=sample,
+            attention_mask=am,
+            fixed=fixed,
+            mask_token_id=self.mask_token_id,
+            by_name=by_name,
+            with_mask=with_mask,
+            guidance=guidance,
+            rank_by_prior=guidance is not None and by_prior,
+            generator=generator,
+            callback=callback,
+            callback_tensor_inputs=callback_tensor_inputs,
+        )
 
-        # where the model runs (the accelerator when model CPU offload is on)
-        device = self._execution_device
-        mask_id = self.mask_token_id
-        sample = sample.repeat_interleave(num_samples, dim=0).to(device)
-        am = am.repeat_interleave(num_samples, dim=0).to(device)
-        fixed = fixed.repeat_interleave(num_samples, dim=0).to(device)
-        generated = ~fixed  # (B, L) positions the run fills in (for `texts`)
-
+    def prepare_timesteps(self, num_inference_steps: int, device: torch.device) -> torch.Tensor:
+        """Set the scheduler's grid on `device` and return its descending `timesteps` `(N,)`."""
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        by_name, with_mask = forward_kwargs(self.model)
+        return timesteps
 
-        if guidance is not None and callable(getattr(guidance, "reset", None)):
-            guidance.reset()
-
-        # 2. Denoising loop. A scheduler with `ranking="prior"` ranks by the unguided logits.
-        by_prior = getattr(self.scheduler, "config", {}).get("ranking") == "prior"
-        step_kwargs = {"mask_token_id": mask_id, "fixed_mask": fixed, "generator": generator}
-        logits = None
-        with self.progress_bar(total=num_inference_steps) as progress_bar:
-            for i, t in enumerate(timesteps):
-                logits = model_logits(self.model, sample, am, by_name, with_mask)  # (B, L, V)
-                suppress_mask_token(logits, mask_id, inplace=True)
-                rank = {"ranking_logits": logits} if guidance is not None and by_prior else {}
-                if guidance is not None:
-                    logits = self._guide(guidance, logits, sample, fixed, am, i, generator)
-                out = self.scheduler.step(logits, t, sample, **step_kwargs, **rank)
-                sample = out.prev_sample
-                if callback_on_step_end is not None:
-                    scope = {
-                        "sample": sample,
-                        "logits": logits,
-                        "pred_original_sample": out.pred_original_sample,
-                    }
-                    callback_kwargs = {k: scope[k] for k in callback_on_step_end_tensor_inputs}
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
-                    sample = check_callback_sample(callback_outputs, sample)
-                progress_bar.update()
-
-        # 3. Outputs.
-        rewards = trace = texts = None
-        if guidance is not None and callable(getattr(guidance, "score", None)):
-            one_hot = torch.nn.functional.one_hot(sample, num_classes=logits.shape[-1]).float()
-            rewards = torch.as_tensor(guidance.score(one_hot, attention_mask=am)).detach()
-        if guidance is not None and getattr(guidance, "trace", None) is not None:
-            trace = list(guidance.trace)
-        if output_type == "text" and self.tokenizer is not None:
-            texts = decode_texts(self.tokenizer, sample, am, generated)
-
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return sample, texts, rewards, trace
-        return MaskedDiffusionPipelineOutput(
-            sequences=sample, texts=texts, rewards=rewards, trace=trace
-        )
-
-    def _guide(
-        self,
-        guidance: Callable,
-        logits: torch.Tensor,
-        sample: torch.LongTensor,
-        fixed: torch.BoolTensor,
-        attention_mask: torch.LongTensor,
-        step: int,
-        generator: torch.Generator | None,
-    ) -> torch.Tensor:
-        """The guidance hook's logits for this step (same shape as `logits`, else ValueError)."""
-        guided = guidance(
+    def denoising_step(self, run: Generation, step: int, timestep: torch.Tensor) -> None:
+        """
+        One step of the reverse process on `run`: the model's logits `(B, L, V)` with the mask
+        token suppressed, the guidance hook's rewrite of them, the scheduler's step from
+        `timestep`, then `callback_on_step_end`. Updates `run.sample` and `run.logits`.
+        """
+        logits = model_logits(
+            self.model, run.sample, run.attention_mask, run.by_name, run.with_mask
+        )  # (B, L, V)
+        suppress_mask_token(logits, run.mask_token_id, inplace=True)
+        rank = {"ranking_logits": logits} if run.rank_by_prior else {}
+        if run.guidance is not None:
+            logits = guided_logits(run, logits, step, self._num_timesteps)
+        out = self.scheduler.step(
             logits,
-            sample,
-            editable=(sample == self.mask_token_id) & ~fixed,
-            step=step,
-            num_steps=self._num_timesteps,
-            generator=generator,
-            attention_mask=attention_mask,
+            timestep,
+            run.sample,
+            mask_token_id=run.mask_token_id,
+            fixed_mask=run.fixed,
+            generator=run.generator,
+            **rank,
         )
-        if not torch.is_tensor(guided) or guided.shape != logits.shape:
-            got = tuple(guided.shape) if torch.is_tensor(guided) else type(guided).__name__
-            raise ValueError(
-                f"`guidance` returned {got}; it must return logits of shape {tuple(logits.shape)}."
-            )
-        return guided
+        run.sample, run.logits = out.prev_sample, logits
+        if run.callback is not None:
+            run.sample = step_end_callback(self, run, step, timestep, out.pred_original_sample)
+
+    def decode_generated(self, run: Generation) -> list[str] | None:
+        """Per row of a finished run, the text of its generated part (from the first position
+        that was not fixed), special tokens skipped; `None` without a tokenizer."""
+        if self.tokenizer is None:
+            return None
+        generated = ~run.fixed  # (B, L) positions the run filled in
+        return decode_texts(self.tokenizer, run.sample, run.attention_mask, generated)

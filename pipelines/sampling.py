@@ -50,6 +50,15 @@ def suppress_mask_token(
     return out
 
 
+def masked_rows(logits: torch.Tensor, masked: torch.BoolTensor, mask_token_id: int) -> torch.Tensor:
+    """The `(M, V)` rows of `logits` `(B, L, V)` at the `M` positions of `masked` `(B, L)`, in
+    row-major order: a copy, half precision read as float32, the mask token suppressed."""
+    rows = logits[masked]  # (M, V), a copy
+    if rows.dtype in (torch.float16, torch.bfloat16):
+        rows = rows.float()
+    return suppress_mask_token(rows, mask_token_id, inplace=True)
+
+
 def uniform(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """U[0, 1) float64 draws on `device`, taken from `generator` on its own device (as diffusers'
     `randn_tensor` does), so a CPU generator also drives a run on an accelerator."""

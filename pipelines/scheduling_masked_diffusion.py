@@ -29,19 +29,23 @@ from diffusers.utils import BaseOutput
 from ._checks import (
     check_bool_mask,
     check_choice,
-    check_logits,
-    check_mask_id_in_vocab,
     check_positive_int,
-    check_token_ids,
+    check_ranking_logits,
+    check_step_inputs,
     describe,
 )
 from ._checks import is_int as _is_int
 from ._checks import is_real as _is_real
 from ._deprecated import rename_order, resolve_order
 from .sampling import categorical as _categorical
-from .sampling import suppress_mask_token
+from .sampling import masked_rows
 from .sampling import uniform as _uniform
-from .scheduling_unmasking import commit_confidence, commit_random, proposal_confidence
+from .scheduling_unmasking import (
+    commit_confidence,
+    commit_random,
+    proposal_confidence,
+    remask_sigma,
+)
 
 __all__ = ["MaskedDiffusionScheduler", "MaskedDiffusionSchedulerOutput"]
 
@@ -289,6 +293,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
     # ------------------------------------------------------------------ helpers
 
     def _mask_id(self, mask_token_id: int | None) -> int:
+        """The mask id of a call: its `mask_token_id`, else the config's (ValueError if none)."""
         mask_id = self.config.mask_token_id if mask_token_id is None else mask_token_id
         if mask_id is None:
             raise ValueError(
@@ -299,17 +304,6 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         if not _is_int(mask_id) or mask_id < 0:
             raise ValueError(f"`mask_token_id` must be a non-negative integer, got {mask_id!r}.")
         return mask_id
-
-    def _sigma(self, alpha_t: float, alpha_s: float) -> float:
-        """ReMDM remasking probability of a committed token for the step t -> s."""
-        remask = self.config.remask
-        if remask == "none":
-            return 0.0
-        if not isinstance(remask, str):
-            return float(remask) * (1.0 - alpha_s)
-        sigma_max = 1.0 if alpha_t <= 0.0 else min(1.0, (1.0 - alpha_s) / alpha_t)
-        eta = float(self.config.remask_eta)
-        return min(eta, sigma_max) if remask == "cap" else eta * sigma_max
 
     # ------------------------------------------------------------------ step
 
@@ -355,59 +349,19 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             unmasked, remasked)`.
         """
         mask_id = self._mask_id(mask_token_id)
-        check_logits("model_output", model_output, "Pass the model's `.logits`.")
-        check_token_ids("sample", sample, "Pass token ids.")
-        B, L, V = model_output.shape  # batch, length, vocab
-        if sample.shape != (B, L):
-            raise ValueError(
-                f"`sample` has shape {tuple(sample.shape)} but `model_output` has shape "
-                f"{(B, L, V)}; they must agree on (B, L)."
-            )
-        check_mask_id_in_vocab(mask_id, V, "`model_output`")
-        if V < 2:
-            raise ValueError(f"`model_output` needs at least 2 vocabulary entries, got V={V}.")
-        if fixed_mask is None:
-            fixed_mask = torch.zeros_like(sample, dtype=torch.bool)
-        check_bool_mask(
-            "fixed_mask",
-            fixed_mask,
-            (B, L),
-            " Pass e.g. `attention_mask == 0` or `sample != mask_token_id` at the first step.",
-        )
-
+        fixed_mask = check_step_inputs(model_output, sample, fixed_mask, mask_id)
         index = self.index_for_timestep(timestep)
-        last = index == self.num_inference_steps - 1
-        alpha_t, alpha_s = self._alphas_list[index], self._alphas_list[index + 1]
 
         masked = (sample == mask_id) & ~fixed_mask  # (B, L) positions to fill
         committed = ~masked & ~fixed_mask  # (B, L) decoded tokens that remasking may revise
-
-        # x0 proposal at masked positions; carry-over elsewhere.
-        rows = model_output[masked]  # (M, V), a copy
-        if rows.dtype in (torch.float16, torch.bfloat16):
-            rows = rows.float()
-        suppress_mask_token(rows, mask_id, inplace=True)
-        temperature = float(self.config.temperature)
-        pred = sample.clone()
-        if rows.shape[0] > 0:
-            if self.config.decode == "argmax" or temperature == 0.0:
-                proposal = rows.argmax(dim=-1)
-            else:
-                proposal = _categorical(rows, temperature, generator)
-            pred[masked] = proposal
-
-        sigma = 0.0 if last else self._sigma(alpha_t, alpha_s)
-        if self.config.unmasking == "random":
-            unmasked, remasked = commit_random(
-                masked, committed, alpha_t, alpha_s, sigma, last, generator
-            )
-        else:
-            if ranking_logits is not None:
-                rows = self._ranking_rows(ranking_logits, model_output.shape, masked, mask_id)
-            confidence = proposal_confidence(rows, pred, masked)  # (B, L)
-            unmasked, remasked = commit_confidence(
-                confidence, masked, committed, fixed_mask, alpha_s, sigma, last, generator
-            )
+        # x0 at masked positions, carry-over elsewhere; the positions to commit; the new sequence
+        rows, pred = self._propose(model_output, sample, masked, mask_id, generator)
+        confidence = None
+        if self.config.unmasking == "confidence":
+            confidence = self._rank(rows, pred, masked, mask_id, ranking_logits, model_output.shape)
+        unmasked, remasked = self._choose_positions(
+            index, masked, committed, fixed_mask, confidence, generator
+        )
         prev_sample = torch.where(unmasked, pred, sample)
         prev_sample = prev_sample.masked_fill(remasked, mask_id)
 
@@ -417,21 +371,69 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             prev_sample=prev_sample, pred_original_sample=pred, unmasked=unmasked, remasked=remasked
         )
 
-    @staticmethod
-    def _ranking_rows(
-        ranking_logits: torch.Tensor, shape: torch.Size, masked: torch.BoolTensor, mask_id: int
+    def _propose(
+        self,
+        model_output: torch.Tensor,
+        sample: torch.LongTensor,
+        masked: torch.BoolTensor,
+        mask_id: int,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.LongTensor]:
+        """Sampling: the clean-sequence proposal `x0` of the step.
+
+        Returns:
+            `(rows, pred)`: the `(M, V)` mask-suppressed rows of `model_output` at the `M` masked
+            positions, and `pred` `(B, L)`, a draw from `softmax(rows / temperature)` (or its
+            argmax) at masked positions and the current token everywhere else.
+        """
+        rows = masked_rows(model_output, masked, mask_id)  # (M, V)
+        temperature = float(self.config.temperature)
+        pred = sample.clone()
+        if rows.shape[0] > 0:
+            if self.config.decode == "argmax" or temperature == 0.0:
+                proposal = rows.argmax(dim=-1)
+            else:
+                proposal = _categorical(rows, temperature, generator)
+            pred[masked] = proposal
+        return rows, pred
+
+    def _rank(
+        self,
+        rows: torch.Tensor,
+        pred: torch.LongTensor,
+        masked: torch.BoolTensor,
+        mask_id: int,
+        ranking_logits: torch.Tensor | None,
+        shape: torch.Size,
     ) -> torch.Tensor:
-        """The mask-suppressed `(M, V)` rows of `ranking_logits` at the masked positions."""
-        check_logits("ranking_logits", ranking_logits, "Pass the model's unguided logits.")
-        if ranking_logits.shape != shape:
-            raise ValueError(
-                f"`ranking_logits` has shape {tuple(ranking_logits.shape)} but `model_output` has "
-                f"shape {tuple(shape)}; they must be equal. Pass the unguided logits of the step."
-            )
-        rows = ranking_logits[masked]  # (M, V), a copy
-        if rows.dtype in (torch.float16, torch.bfloat16):
-            rows = rows.float()
-        return suppress_mask_token(rows, mask_id, inplace=True)
+        """Ranking (confidence unmasking): `(B, L)` probability of each proposal under the
+        sampler's `rows`, or under `ranking_logits` (checked against `model_output`'s `shape`)
+        when given; -1 at positions that were not masked."""
+        if ranking_logits is not None:
+            check_ranking_logits(ranking_logits, shape)
+            rows = masked_rows(ranking_logits, masked, mask_id)  # (M, V)
+        return proposal_confidence(rows, pred, masked)  # (B, L)
+
+    def _choose_positions(
+        self,
+        index: int,
+        masked: torch.BoolTensor,
+        committed: torch.BoolTensor,
+        fixed_mask: torch.BoolTensor,
+        confidence: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.BoolTensor, torch.BoolTensor]:
+        """Choosing positions: `(unmasked, remasked)`, each `(B, L)`, of step `index` of the grid,
+        at random (MDLM) or by `confidence` (MaskGIT / LLaDA), with ReMDM remasking when on. The
+        last step commits every masked position and remasks none."""
+        last = index == self.num_inference_steps - 1
+        alpha_t, alpha_s = self._alphas_list[index], self._alphas_list[index + 1]
+        sigma = 0.0 if last else remask_sigma(self.config, alpha_t, alpha_s)
+        if self.config.unmasking == "random":
+            return commit_random(masked, committed, alpha_t, alpha_s, sigma, last, generator)
+        return commit_confidence(
+            confidence, masked, committed, fixed_mask, alpha_s, sigma, last, generator
+        )
 
     # ------------------------------------------------------------------ training
 

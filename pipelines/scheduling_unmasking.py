@@ -11,11 +11,26 @@ depend on the guided logits.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .sampling import uniform as _uniform
 
-__all__ = ["commit_confidence", "commit_random", "proposal_confidence"]
+__all__ = ["commit_confidence", "commit_random", "proposal_confidence", "remask_sigma"]
+
+
+def remask_sigma(config: Any, alpha_t: float, alpha_s: float) -> float:
+    """ReMDM remasking probability `sigma_t` of a committed token for the step `t -> s`, from the
+    scheduler `config`'s `remask` and `remask_eta` (0 with `remask="none"`)."""
+    remask = config.remask
+    if remask == "none":
+        return 0.0
+    if not isinstance(remask, str):
+        return float(remask) * (1.0 - alpha_s)
+    sigma_max = 1.0 if alpha_t <= 0.0 else min(1.0, (1.0 - alpha_s) / alpha_t)
+    eta = float(config.remask_eta)
+    return min(eta, sigma_max) if remask == "cap" else eta * sigma_max
 
 
 def proposal_confidence(

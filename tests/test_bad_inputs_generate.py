@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from redge_guidance.cli import main
+
+from _support import read_only_folder, snapshot
 
 TINY = ["--length", "8", "--steps", "4", "--n-opt-steps", "2", "--threads", "1", "--quiet"]
 REWARDS_MODULE = "bad_rewards_for_cli_tests"
@@ -142,10 +143,6 @@ CASES = [
 ]  # fmt: skip
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """Files the cases point at, outside the run folder: the reward module, a model folder."""
@@ -169,14 +166,7 @@ def shared(tmp_path_factory):
 def _setup(run: Path, monkeypatch) -> None:
     """The run folder's files (the snapshot must not change)."""
     (run / "afile").write_text("not a folder\n")
-    (run / "ro").mkdir()
-    (run / "ro").chmod(0o555)
-    if os.geteuid() == 0:  # root writes anywhere: make the check see what a user would
-        real = os.access
-        monkeypatch.setattr(
-            "redge_guidance.cli.checks.os.access",
-            lambda p, mode: False if Path(p) == run / "ro" else real(p, mode),
-        )
+    read_only_folder(run / "ro", monkeypatch)
     (run / "old.jsonl").write_text('{"prompt_id": 0, "sample_id": 0, "run_hash": "other"}\n')
     (run / "bad.json").write_text("{not json")
     (run / "unknown.json").write_text('{"lr": 0.1, "learning_rate": 2}')
@@ -206,7 +196,7 @@ def test_generate_bad_input(
     if None in args:  # ("--output", None): no output at all
         i = args.index(None)
         del args[i - 1 : i + 1]
-    before = _snapshot(run)
+    before = snapshot(run)
     caplog.set_level(logging.INFO, logger="redge_guidance.cli")
     assert main(["generate", *TINY, *args]) == code
     err = capsys.readouterr().err
@@ -216,4 +206,4 @@ def test_generate_bad_input(
     assert "Traceback" not in err
     loaded = any(r.getMessage().startswith("loading the model") for r in caplog.records)
     assert loaded == loads, "the model was loaded" if loaded else "the model was not loaded"
-    assert _snapshot(run) == before  # nothing created, nothing changed
+    assert snapshot(run) == before  # nothing created, nothing changed

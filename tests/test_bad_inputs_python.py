@@ -15,26 +15,18 @@ import torch
 import rewards
 from redge_guidance import GuidanceConfig, RewardGuidance
 
+from _models import tiny_bert
+
 MASK = 3  # the tiny model's mask id
 
 
 @pytest.fixture(scope="module")
 def objects():
-    from transformers import BertConfig, BertForMaskedLM
-
     from pipelines import MaskedDiffusionPipeline
     from redge_guidance.sudoku import SudokuSolver
 
-    torch.manual_seed(0)
-    model = BertForMaskedLM(
-        BertConfig(
-            vocab_size=16,
-            hidden_size=8,
-            num_hidden_layers=1,
-            num_attention_heads=1,
-            intermediate_size=16,
-            max_position_embeddings=32,
-        )
+    model = tiny_bert(
+        16, hidden_size=8, num_attention_heads=1, intermediate_size=16, max_position_embeddings=32
     ).eval()
     return {
         "cfg": GuidanceConfig,

@@ -11,7 +11,6 @@ Add a case: add a row.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,8 @@ import torch
 
 from redge_guidance.cli import main
 from redge_guidance.sudoku import data as sd
+
+from _support import read_only_folder, snapshot
 
 OUT = ["--output", "{tmp}/out.txt"]
 GOOD = "{tmp}/good.txt"
@@ -146,10 +147,6 @@ CASES = [
 ]
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _setup(run: Path, monkeypatch) -> None:
     pairs = sd.generate_puzzles(2, seed=5, min_clues=40, max_clues=40)
     (run / "good.txt").write_text("".join(sd.grid_to_str(p) + "\n" for p, _ in pairs))
@@ -160,14 +157,7 @@ def _setup(run: Path, monkeypatch) -> None:
     (run / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     (run / "afile").write_text("not a folder\n")
     (run / "old.txt").write_text("9" * 81 + "\n")
-    (run / "ro").mkdir()
-    (run / "ro").chmod(0o555)
-    if os.geteuid() == 0:  # root writes anywhere: make the check see what a user would
-        real = os.access
-        monkeypatch.setattr(
-            "redge_guidance.cli.checks.os.access",
-            lambda p, mode: False if Path(p) == run / "ro" else real(p, mode),
-        )
+    read_only_folder(run / "ro", monkeypatch)
 
 
 @pytest.mark.parametrize(("argv", "needle"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -177,7 +167,7 @@ def test_sudoku_bad_input(argv, needle, tmp_path, capsys, caplog, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     _setup(run, monkeypatch)
-    before = _snapshot(run)
+    before = snapshot(run)
     caplog.set_level(logging.INFO, logger="redge_guidance.cli")
     assert main(["sudoku", *[a.format(tmp=run) for a in argv], "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -186,4 +176,4 @@ def test_sudoku_bad_input(argv, needle, tmp_path, capsys, caplog, monkeypatch):
         assert piece in err, err
     assert "Traceback" not in err
     assert not any("loading" in r.getMessage() for r in caplog.records)
-    assert _snapshot(run) == before  # nothing created, nothing changed
+    assert snapshot(run) == before  # nothing created, nothing changed

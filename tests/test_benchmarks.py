@@ -8,7 +8,6 @@ go to subprocesses, so their global torch state stays out of this one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from _support import load_module, skip_unless_slow_selected
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -52,11 +53,7 @@ def common(bench_path):
 
 def load_script(name: str):
     """`benchmarks/NAME.py` as a module (`benchmarks/` must be on `sys.path`)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_module(BENCH / f"{name}.py", f"bench_{name}")
 
 
 def run_script(name: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -302,12 +299,6 @@ def test_script_tiny_run(name, produced, tmp_path):
     data = json.loads((tmp_path / f"{produced}.json").read_text())
     assert (tmp_path / f"{produced}.md").read_text().startswith("# ")
     assert data["machine"]["torch"] == torch.__version__
-
-
-def skip_unless_slow_selected(request) -> None:
-    """`slow` tests run only when asked for (`-m slow`), as the marker's description says."""
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("slow: run with -m slow")
 
 
 @pytest.mark.slow

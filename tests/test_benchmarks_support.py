@@ -5,7 +5,6 @@ markdown. The real runs load the embedded model, MiniLM and the Sudoku prior (`-
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import shutil
@@ -14,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from _support import load_module, skip_unless_slow_selected
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -25,11 +26,7 @@ def support():
     """`benchmarks/support.py` as a module, `benchmarks/` at the end of `sys.path` (first, its
     rewards.py would shadow the `rewards` package)."""
     sys.path.append(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_support", BENCH / "support.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
+    yield load_module(BENCH / "support.py", "bench_support")
     sys.path.remove(str(BENCH))
 
 
@@ -122,7 +119,7 @@ def test_committed_markdown_is_what_the_script_renders(support, tmp_path):
 
 
 def test_the_lite_proposal_is_a_valid_cheaper_guidance(support):
-    import scaling
+    import _scaling_methods as scaling
 
     from redge_guidance import GuidanceConfig
 
@@ -131,11 +128,6 @@ def test_the_lite_proposal_is_a_valid_cheaper_guidance(support):
     guided = [i for i in range(4) if lite.is_guided_step(i, 4)]
     assert guided == [0, 2]  # half of the scaling benchmark's 4 denoising steps
     assert "smc_guided_lite" in scaling.METHODS and scaling.KNOB["smc_guided_lite"] == "K"
-
-
-def skip_unless_slow_selected(request) -> None:
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("slow: run with -m slow")
 
 
 @pytest.mark.slow

@@ -24,6 +24,8 @@ from redge_guidance.cli import main
 from redge_guidance.cli.generate import CLI_GUIDANCE_DEFAULTS, ESTIMATOR_FLAGS
 from redge_guidance.cli.io import read_prompts, read_rows, repair_trailing_line
 
+from _models import tiny_bert
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--length", "8", "--steps", "4", "--n-opt-steps", "2", "--threads", "1"]
 KEYS = {
@@ -58,6 +60,11 @@ def _env() -> dict[str, str]:
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "redge_guidance.cli", *args]
+
+
+def _generate(*args: str) -> int:
+    """`redge-guidance generate` in-process at the TINY settings, quiet: its exit status."""
+    return main(["generate", *TINY, *args, "--quiet"])
 
 
 def _keys(rows):
@@ -279,10 +286,7 @@ def test_generate_jsonl_schema_and_output_rules(tmp_path, capsys):
 
 
 def test_stdout_mode_prints_guided_and_unguided(capsys):
-    assert (
-        main(["generate", *TINY, "--prompt", "JULIET:", "--reward", "lexicon:vader", "--quiet"])
-        == 0
-    )
+    assert _generate("--prompt", "JULIET:", "--reward", "lexicon:vader") == 0
     out = capsys.readouterr().out
     assert "guided:   JULIET:" in out and "unguided: JULIET:" in out and "reward" in out
 
@@ -328,28 +332,9 @@ def test_user_callable_reward_steers(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "out.jsonl"
-    assert (
-        main(
-            [
-                "generate",
-                *TINY,
-                "--prompt",
-                "ROMEO:",
-                "--num-samples",
-                "8",
-                "--n-opt-steps",
-                "3",
-                "--lr",
-                "1.0",
-                "--reward",
-                "my_rewards_for_cli:love",
-                "--output",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    steps = ["--num-samples", "8", "--n-opt-steps", "3", "--lr", "1.0"]
+    reward = ["--reward", "my_rewards_for_cli:love"]
+    assert _generate("--prompt", "ROMEO:", *steps, *reward, "--output", str(out)) == 0
     rows = read_rows(out)
     guided = sum(r["reward"] for r in rows) / len(rows)
     unguided = sum(r["reward_unguided"] for r in rows) / len(rows)
@@ -363,24 +348,8 @@ def test_user_callable_reward_steers(tmp_path, monkeypatch):
 
 def test_weighted_sum_of_rewards(tmp_path):
     out = tmp_path / "out.jsonl"
-    assert (
-        main(
-            [
-                "generate",
-                *TINY,
-                "--prompt",
-                "ROMEO:",
-                "--reward",
-                "lexicon:vader=2",
-                "--reward",
-                "fluency:2=0.5",
-                "--output",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    rewards = ["--reward", "lexicon:vader=2", "--reward", "fluency:2=0.5"]
+    assert _generate("--prompt", "ROMEO:", *rewards, "--output", str(out)) == 0
     (row,) = read_rows(out)
     terms = row["reward_terms"]
     assert set(terms) == {"lexicon:vader", "fluency:2"}
@@ -555,7 +524,7 @@ def test_sentiment_reward_reads_generator_tokens_exactly():
 def test_default_job_real_sentiment(tmp_path):
     # The default reward (sentiment:positive through MiniLM) end to end, tiny settings.
     out = tmp_path / "out.jsonl"
-    assert main(["generate", *TINY, "--output", str(out), "--quiet"]) == 0
+    assert _generate("--output", str(out)) == 0
     rows = read_rows(out)
     assert sorted(_keys(rows)) == [(0, 0), (1, 0)]
     assert all(-5 < r["reward"] < 5 and -5 < r["reward_unguided"] < 5 for r in rows)
@@ -566,64 +535,25 @@ def test_default_job_real_sentiment(tmp_path):
 def test_foreign_tokenizer_model_goes_through_the_bridge(tmp_path, capsys):
     # A user's masked LM with the full BERT-uncased tokenizer: MiniLM rewards read it through a
     # VocabularyBridge (an exact relabelling here), the lexicon reward directly.
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+    from transformers import AutoTokenizer
 
     from redge_guidance.text_rewards import find_minilm_dir
 
     tok = AutoTokenizer.from_pretrained(str(find_minilm_dir()))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
     folder = tmp_path / "tiny-bert"
-    BertForMaskedLM(cfg).save_pretrained(folder)
+    tiny_bert(len(tok)).save_pretrained(folder)
     tok.save_pretrained(folder)
     out = tmp_path / "out.jsonl"
-    assert (
-        main(
-            [
-                "generate",
-                *TINY,
-                "--model",
-                str(folder),
-                "--prompt",
-                "hello",
-                "--reward",
-                "sentiment:positive",
-                "--reward",
-                "lexicon:vader",
-                "--output",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    model = ["--model", str(folder)]
+    rewards = ["--reward", "sentiment:positive", "--reward", "lexicon:vader"]
+    assert _generate(*model, "--prompt", "hello", *rewards, "--output", str(out)) == 0
     (row,) = read_rows(out)
     assert len(row["token_ids"]) == 8 and set(row["reward_terms"]) == {
         "sentiment:positive",
         "lexicon:vader",
     }
-    assert (
-        main(
-            [
-                "generate",
-                *TINY,
-                "--model",
-                str(folder),
-                "--length",
-                "60",
-                "--output",
-                str(tmp_path / "o2.jsonl"),
-            ]
-        )
-        == 2
-    )
+    too_long = ["--length", "60", "--output", str(tmp_path / "o2.jsonl")]
+    assert main(["generate", *TINY, *model, *too_long]) == 2  # not quiet: the error is printed
     assert "exceeds the model's 64 positions" in capsys.readouterr().err
 
 

@@ -15,6 +15,8 @@ from redge_guidance import RewardGuidance
 from redge_guidance.guidance import compiled
 from rewards import Reward
 
+from _support import skip_unless_slow_selected
+
 V = 32  # vocabulary
 MASK = 3  # mask token id
 
@@ -120,12 +122,6 @@ def test_kl_adam_step_is_torchs_adam_on_the_kl_regularised_gradient(max_grad_nor
         state = (phi.detach().clone(), m, v)
 
 
-def _skip_unless_slow_selected(request) -> None:
-    """`slow` tests run only when asked for (`-m slow`), as the marker's description says."""
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("slow: run with -m slow")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["redge", "gumbel_softmax"])
 def test_compiled_inner_step_matches_eager_without_breaks_or_unbounded_recompiles(
@@ -135,7 +131,7 @@ def test_compiled_inner_step_matches_eager_without_breaks_or_unbounded_recompile
     from the same generator as the eager one, so the guided logits agree to float32 rounding
     (a draw could flip only at a class boundary: none does here). Each function compiles at
     most twice (static, then dynamic in N) over four calls with four different N."""
-    _skip_unless_slow_selected(request)
+    skip_unless_slow_selected(request)
     torch._dynamo.reset()
     compiled.compiled.cache_clear()
     options = dict(n_opt_steps=6, lr=0.2, mask_token_id=MASK, estimator=estimator)

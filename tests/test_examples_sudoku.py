@@ -4,7 +4,6 @@ resumable, the saved model loads in the solver) and reward guidance in diffusers
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from types import ModuleType
@@ -12,14 +11,13 @@ from types import ModuleType
 import pytest
 import torch
 
+from _support import load_module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "examples" / name, f"example_{name}")
 
 
 @pytest.fixture(scope="module")

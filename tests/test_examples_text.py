@@ -13,6 +13,8 @@ import torch
 
 from redge_guidance.text import find_minilm_dir, load_bert_ids
 
+from _support import load_module
+
 pytest.importorskip("transformers")
 pytest.importorskip("diffusers")
 
@@ -25,10 +27,7 @@ BASE = text_corpus.find_base_tokenizer_dir()
 
 
 def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(EXAMPLES / f"{name}.py", f"_example_{name}")
 
 
 @pytest.fixture(scope="module")

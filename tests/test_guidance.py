@@ -20,6 +20,8 @@ from rewards.base import Reward
 from rewards.function import FunctionReward
 from rewards.tokens import TokenSetReward
 
+from _models import hook_inputs, masked_diffusion_pipeline, tiny_bert
+
 V = 32  # vocabulary
 MASK = 3  # mask token id of the tiny model
 PAD = 0  # BertConfig's default pad_token_id
@@ -32,28 +34,12 @@ LOW = torch.finfo(torch.float32).min
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import BertConfig, BertForMaskedLM
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=V,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-    )
-    return BertForMaskedLM(config).eval()
+    return tiny_bert(V).eval()
 
 
 @pytest.fixture(scope="module")
 def pipe(model):
-    from pipelines import MaskedDiffusionPipeline
-
-    pipe = MaskedDiffusionPipeline.from_model(model, mask_token_id=MASK)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return masked_diffusion_pipeline(model, mask_token_id=MASK)
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +58,6 @@ def _generate(pipe, guidance, ids, seed, steps=6):
     return pipe(
         input_ids=ids, num_inference_steps=steps, guidance=guidance, generator=g, output_type="ids"
     )
-
-
-def _hook_inputs(batch=2, length=10, committed=4, seed=0, dtype=torch.float32):
-    """Random logits (mask column at finfo.min), a sample with `committed` decoded positions."""
-    g = torch.Generator().manual_seed(seed)
-    logits = (2.0 * torch.randn(batch, length, V, generator=g)).to(dtype)
-    logits[..., MASK] = torch.finfo(dtype).min
-    sample = torch.full((batch, length), MASK, dtype=torch.long)
-    sample[:, :committed] = torch.randint(8, V, (batch, committed), generator=g)
-    editable = sample == MASK
-    return logits, sample, editable
 
 
 def _call(guidance, logits, sample, editable, *, step=0, num_steps=4, seed=0, attention_mask=None):
@@ -177,7 +152,7 @@ def test_n_opt_steps_zero_reproduces_unguided_exactly(pipe, target_reward):
 
 
 def test_unguided_steps_return_the_input_and_draw_nothing(target_reward):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     g = torch.Generator().manual_seed(0)
     state = g.get_state()
     guidance = RewardGuidance(target_reward, guide_start=0.5)
@@ -197,7 +172,7 @@ def test_unguided_steps_return_the_input_and_draw_nothing(target_reward):
 def test_huge_kl_weight_keeps_phi_near_the_prior_and_leaves_the_sampler_stream_alone(
     pipe, target_reward
 ):
-    logits, sample, editable = _hook_inputs(batch=4, length=12)
+    logits, sample, editable = hook_inputs(batch=4, length=12)
     out = _call(RewardGuidance(target_reward, kl_weight=1e9), logits, sample, editable)
     p, q = logits[editable].softmax(-1), out[editable].softmax(-1)
     tv = 0.5 * (p - q).abs().sum(-1)
@@ -216,7 +191,7 @@ def test_huge_kl_weight_keeps_phi_near_the_prior_and_leaves_the_sampler_stream_a
 
 
 def test_non_editable_positions_come_back_bit_identical(target_reward):
-    logits, sample, editable = _hook_inputs(batch=3, length=12, committed=5)
+    logits, sample, editable = hook_inputs(batch=3, length=12, committed=5)
     editable[1, 9] = False  # a still-masked position outside the active block
     for handoff in ("logits", "argmax"):
         out = _call(RewardGuidance(target_reward, handoff=handoff), logits, sample, editable)
@@ -229,7 +204,7 @@ def test_non_editable_positions_come_back_bit_identical(target_reward):
 @pytest.mark.parametrize("handoff", ["logits", "argmax"])
 @pytest.mark.parametrize("fill", [LOW, -math.inf])
 def test_mask_token_is_never_revived(target_reward, handoff, fill):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     logits[..., MASK] = fill
     logits[..., 5] = fill  # a second forbidden entry
     # A reward that would love the mask token: its gradient pushes phi[MASK] up.
@@ -245,7 +220,7 @@ def test_mask_token_is_never_revived(target_reward, handoff, fill):
 
 
 def test_argmax_handoff_returns_one_hot_logits(target_reward):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     guidance = RewardGuidance(target_reward, handoff="argmax", lr=0.5)
     out = _call(guidance, logits, sample, editable)
     rows = out[editable]
@@ -259,7 +234,7 @@ def test_every_registered_estimator_runs_through_the_hook(target_reward):
     from redge_guidance.estimators import ESTIMATORS
 
     assert len(ESTIMATORS) >= 6
-    logits, sample, editable = _hook_inputs(batch=2, length=8)
+    logits, sample, editable = hook_inputs(batch=2, length=8)
     for name in ESTIMATORS:
         guidance = RewardGuidance(
             target_reward, estimator=name, n_opt_steps=5, lr=0.5, kl_weight=0.0
@@ -299,7 +274,7 @@ def test_black_box_reward_uses_score_function_and_raises_reward(pipe):
 
 
 def test_score_function_on_a_differentiable_reward(target_reward):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     # REINFORCE is noisy and Adam normalises the noise of rarely-hit coordinates to full steps;
     # a little KL anchors them. Measured mean gains 1.4-1.7 over 3 seeds with these settings.
     guidance = RewardGuidance(
@@ -314,7 +289,7 @@ def test_score_function_on_a_differentiable_reward(target_reward):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_in_same_dtype_out(target_reward, dtype):
-    logits, sample, editable = _hook_inputs(dtype=dtype)
+    logits, sample, editable = hook_inputs(dtype=dtype)
     out = _call(RewardGuidance(target_reward, lr=0.5, kl_weight=0.0), logits, sample, editable)
     assert out.dtype == dtype
     assert torch.equal(out[~editable], logits[~editable])
@@ -323,7 +298,7 @@ def test_half_precision_in_same_dtype_out(target_reward, dtype):
 
 
 def test_float64_optimisation_returns_the_input_dtype(target_reward):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     guidance = RewardGuidance(target_reward, optimize_dtype="float64", kl_weight=0.0, lr=0.5)
     out = _call(guidance, logits, sample, editable)
     assert out.dtype == torch.float32
@@ -352,7 +327,7 @@ def test_mixed_prompt_lengths_in_pipeline(pipe, target_reward):
 
 def test_attention_mask_and_context_reach_the_reward():
     reward = RecordingReward()
-    logits, sample, editable = _hook_inputs(batch=2, length=8, committed=3)
+    logits, sample, editable = hook_inputs(batch=2, length=8, committed=3)
     sample[1, :2] = PAD  # left padding in row 1
     attention_mask = torch.ones(2, 8, dtype=torch.long)
     attention_mask[1, :2] = 0
@@ -374,7 +349,7 @@ def test_attention_mask_and_context_reach_the_reward():
 
 def test_kl_in_the_trace_is_exact_and_zero_without_a_move():
     # A reward with zero gradient and no KL pull leaves phi at the logits: KL exactly 0.
-    logits, sample, editable = _hook_inputs(batch=2)
+    logits, sample, editable = hook_inputs(batch=2)
     guidance = RewardGuidance(ConstantReward(), kl_weight=0.0, n_opt_steps=3)
     out = _call(guidance, logits, sample, editable)
     assert torch.equal(out, logits)
@@ -397,7 +372,7 @@ def test_kl_in_the_trace_is_exact_and_zero_without_a_move():
 
 
 def test_trace_kl_matches_the_returned_logits(target_reward):
-    logits, sample, editable = _hook_inputs(batch=2)
+    logits, sample, editable = hook_inputs(batch=2)
     guidance = RewardGuidance(target_reward, handoff="logits", lr=0.3)
     out = _call(guidance, logits, sample, editable)
     q = out.double().log_softmax(-1)
@@ -415,7 +390,7 @@ def test_trace_kl_matches_the_returned_logits(target_reward):
 def test_samples_in_a_batch_do_not_interact(target_reward):
     # Row 0 is the same in both batches, row 1 differs; with the same seed, row 0's result must
     # not depend on row 1 (per-sample objective, clipping and early stop).
-    logits, sample, editable = _hook_inputs(batch=2, length=10)
+    logits, sample, editable = hook_inputs(batch=2, length=10)
     other = logits.clone()
     other[1] = 3.0 * torch.randn(10, V, generator=torch.Generator().manual_seed(5))
     other[1, :, MASK] = LOW
@@ -434,7 +409,7 @@ def test_samples_in_a_batch_do_not_interact(target_reward):
 def test_early_stop_stops():
     # The objective 1 - kl_weight * KL cannot improve by tol = 10, so every sample stops after
     # `patience` inner steps without improvement.
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     guidance = RewardGuidance(ConstantReward(), n_opt_steps=50, patience=3, tol=10.0)
     _call(guidance, logits, sample, editable)
     stats = guidance.trace[-1]
@@ -446,7 +421,7 @@ def test_early_stop_stops():
 
 
 def test_warm_start_and_reset(target_reward):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     options = {"warm_start": 0.5, "kl_weight": 0.0, "n_opt_steps": 3, "lr": 0.5}
     # `fresh` is a first call (call index 0) at step 1: no memory.
     fresh = _call(RewardGuidance(target_reward, **options), logits, sample, editable, step=1)
@@ -461,7 +436,7 @@ def test_warm_start_and_reset(target_reward):
     assert guidance.trace == []
     assert torch.equal(_call(guidance, logits, sample, editable, step=1), fresh)
     # A new shape restarts the warm start instead of failing.
-    small = _hook_inputs(batch=1, length=6)
+    small = hook_inputs(batch=1, length=6)
     _call(guidance, *small, step=2)
     assert guidance.trace[-1]["guided"]
 
@@ -471,7 +446,7 @@ def test_warm_start_when_the_editable_set_shrinks():
     # logits are the start itself (up to a constant per row): (1 - w) * logits + w * previous
     # phi where the position was editable at the previous call too, the new logits where not.
     w = 0.25
-    logits1, sample, editable1 = _hook_inputs(batch=2, length=10, committed=2)
+    logits1, sample, editable1 = hook_inputs(batch=2, length=10, committed=2)
     logits2 = logits1 + torch.randn(logits1.shape, generator=torch.Generator().manual_seed(3))
     logits2[..., MASK] = LOW
     editable2 = editable1.clone()
@@ -497,7 +472,7 @@ def test_warm_start_when_the_editable_set_shrinks():
 def test_reorder_moves_the_warm_start_with_the_samples():
     # After resampling (new sample b continues old sample ancestors[b]), the next call starts
     # from the ancestors' phi: the same as a hook whose first call saw the reordered batch.
-    logits1, sample, editable = _hook_inputs(batch=3, length=8, committed=2)
+    logits1, sample, editable = hook_inputs(batch=3, length=8, committed=2)
     logits2 = logits1.flip(0).contiguous()
     ancestors = torch.tensor([2, 2, 0])
     opts = {"warm_start": 0.5, "kl_weight": 0.0, "n_opt_steps": 2}
@@ -516,7 +491,7 @@ def test_one_sample_stops_early_while_the_other_goes_on():
     # Sample 0's reward pulls towards TARGET, too weakly to improve its objective by `tol`, so
     # it stops after `patience` steps and its logits stay where they were then; sample 1's
     # objective rises by 1 at every inner step, so it runs the whole budget and the loop goes on.
-    logits, sample, editable = _hook_inputs(batch=2)
+    logits, sample, editable = hook_inputs(batch=2)
 
     class Split(Reward):
         vocab_size = V
@@ -548,7 +523,7 @@ def test_max_grad_norm_bounds_each_sample_gradient():
     # With plain SGD-like behaviour hidden by Adam, read the clipped gradient from a hook on the
     # optimiser: every sample's gradient norm over its editable rows is <= max_grad_norm, and
     # a sample whose gradient is already small is left alone.
-    logits, sample, editable = _hook_inputs(batch=3)
+    logits, sample, editable = hook_inputs(batch=3)
 
     class Scaled(Reward):
         vocab_size = V
@@ -595,7 +570,7 @@ def test_trace_fields_and_callback(target_reward):
     guidance = RewardGuidance(
         target_reward, callback=seen.append, guide_every=2, lr=0.5, profile=True
     )
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     for step in range(4):
         _call(guidance, logits, sample, editable, step=step)
     assert seen == guidance.trace and len(seen) == 4
@@ -628,7 +603,7 @@ def test_guided_range():
 
 
 def test_works_under_inference_mode(target_reward):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     with torch.inference_mode():
         logits_i, sample_i, editable_i = logits.clone(), sample.clone(), editable.clone()
         out = _call(RewardGuidance(target_reward), logits_i, sample_i, editable_i)
@@ -647,7 +622,7 @@ def test_score(target_reward):
 
 
 def test_reward_errors_are_not_hidden(target_reward):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     wrong = TokenSetReward([TARGET], vocab_size=V + 8)
     with pytest.raises(ValueError, match="TokenSetReward.*vocab_size=40"):
         _call(RewardGuidance(wrong), logits, sample, editable)
@@ -682,7 +657,7 @@ def test_reward_errors_are_not_hidden(target_reward):
     ],
 )
 def test_hook_input_errors(target_reward, bad):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     kwargs = {"editable": editable, "step": 0, "num_steps": 4, "attention_mask": None}
     ((name, what),) = bad.items()
     if what == "mask":
@@ -794,7 +769,7 @@ def test_deprecated_names_still_work_with_a_warning(tmp_path, target_reward):
 
 
 def test_profiling_is_opt_in(target_reward):
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     guidance = RewardGuidance(target_reward, n_opt_steps=3)
     _call(guidance, logits, sample, editable)
     assert set(guidance.trace[-1]["timing"]) == set(TIMING_KEYS)
@@ -823,7 +798,7 @@ def test_reward_validate_runs_once_per_generation():
 
     reward = Counting()
     guidance = RewardGuidance(reward, n_opt_steps=2)
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     for step in range(3):
         _call(guidance, logits, sample, editable, step=step)
     assert reward.validated == 1
@@ -838,7 +813,7 @@ def test_reward_validate_runs_once_per_generation():
 def test_support_covering_every_allowed_token_changes_nothing():
     # top_k = V - 1 keeps every token but the (masked) mask token: a zero-gradient reward leaves
     # phi at the logits, and the hook returns them bit for bit, KL 0.
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     guidance = RewardGuidance(ConstantReward(), top_k=V - 1, kl_weight=0.0, n_opt_steps=3)
     out = _call(guidance, logits, sample, editable)
     assert torch.equal(out, logits)
@@ -851,7 +826,7 @@ def test_support_covering_every_allowed_token_changes_nothing():
 @pytest.mark.parametrize("handoff", ["logits", "argmax"])
 def test_top_k_support_keeps_every_other_token_impossible(handoff):
     k = 4
-    logits, sample, editable = _hook_inputs(batch=2, length=12)
+    logits, sample, editable = hook_inputs(batch=2, length=12)
     top = logits.topk(k, dim=-1).indices  # (B, L, k)
     # A reward for a token inside each row's support: the first row's 2nd most likely token.
     target = int(top[0, -1, 1])
@@ -872,7 +847,7 @@ def test_top_k_support_keeps_every_other_token_impossible(handoff):
 
 
 def test_a_token_outside_the_support_is_out_of_reach():
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     bottom = 20
     logits[..., bottom] = -8.0  # the least likely real token everywhere
     reward = TokenSetReward([bottom], vocab_size=V)
@@ -883,7 +858,7 @@ def test_a_token_outside_the_support_is_out_of_reach():
 
 
 def test_kl_on_a_support_is_the_kl_to_the_full_prior():
-    logits, sample, editable = _hook_inputs(batch=2)
+    logits, sample, editable = hook_inputs(batch=2)
     guidance = RewardGuidance(TokenSetReward([TARGET], vocab_size=V), top_k=6, lr=0.5)
     out = _call(guidance, logits, sample, editable).double()
     q = out.softmax(-1)  # zero outside the support
@@ -907,7 +882,7 @@ def test_kl_on_a_support_is_the_kl_to_the_full_prior():
 
 
 def test_top_p_support_is_the_widest_nucleus():
-    logits, sample, editable = _hook_inputs(batch=2)
+    logits, sample, editable = hook_inputs(batch=2)
     guidance = RewardGuidance(ConstantReward(), top_p=0.5, n_opt_steps=1)
     _call(guidance, logits, sample, editable)
     probs = logits[editable].softmax(-1).sort(-1, descending=True).values
@@ -918,7 +893,7 @@ def test_top_p_support_is_the_widest_nucleus():
 
 
 def test_support_with_score_function_and_warm_start():
-    logits, sample, editable = _hook_inputs(batch=2)
+    logits, sample, editable = hook_inputs(batch=2)
     black_box = FunctionReward(lambda seqs: [s.count(TARGET) for s in seqs], on="ids")
     black_box.vocab_size = V
     guidance = RewardGuidance(black_box, top_k=8, num_relaxed_samples=4, warm_start=0.5, lr=0.5)
@@ -941,7 +916,7 @@ class DenseOnlyTokenSet(TokenSetReward):
 def test_sparse_reward_input_matches_the_dense_input(options):
     # With a restricted support, a reward with a sparse path reads SparseRows (B, L, k); the
     # same reward read densely gives the same guided logits (same noise, same gradients).
-    logits, sample, editable = _hook_inputs(batch=2, length=12, committed=3)
+    logits, sample, editable = hook_inputs(batch=2, length=12, committed=3)
     sparse = TokenSetReward([TARGET, 9], vocab_size=V)
     dense = DenseOnlyTokenSet([TARGET, 9], vocab_size=V)
     assert sparse.supports_sparse and not dense.supports_sparse
@@ -967,7 +942,7 @@ def test_sparse_reward_input_never_builds_a_full_vocabulary_row(monkeypatch):
         raise AssertionError("densified")
 
     monkeypatch.setattr(SparseRows, "to_dense", no_dense)
-    logits, sample, editable = _hook_inputs(batch=2, length=10)
+    logits, sample, editable = hook_inputs(batch=2, length=10)
     reward = Spy([TARGET], vocab_size=V)
     out = _call(RewardGuidance(reward, top_k=4, n_opt_steps=3), logits, sample, editable)
     assert seen and all(shape == (2, 10, 4) for shape in seen)
@@ -978,7 +953,7 @@ def test_sparse_reward_input_never_builds_a_full_vocabulary_row(monkeypatch):
 @pytest.mark.parametrize("estimator", ["redge", "reindge", "straight_through"])
 def test_on_cuda_in_bfloat16(target_reward, estimator):
     device = torch.device("cuda")
-    logits, sample, editable = (t.to(device) for t in _hook_inputs(batch=4, length=16))
+    logits, sample, editable = (t.to(device) for t in hook_inputs(batch=4, length=16))
     logits = logits.bfloat16()
     logits[..., MASK] = torch.finfo(torch.bfloat16).min
     reward = TokenSetReward([TARGET], vocab_size=V).to(device)
@@ -1006,7 +981,7 @@ def test_on_cuda_in_bfloat16(target_reward, estimator):
 def test_reward_on_another_device_than_the_logits():
     # The generator's logits on the CPU, the reward model on the GPU: inputs go to the reward,
     # scores and gradients come back; same result as with everything on the CPU.
-    logits, sample, editable = _hook_inputs()
+    logits, sample, editable = hook_inputs()
     cpu = RewardGuidance(TokenSetReward([TARGET], vocab_size=V), lr=0.5)
     gpu = RewardGuidance(TokenSetReward([TARGET], vocab_size=V).to("cuda"), lr=0.5)
     a = _call(cpu, logits, sample, editable)

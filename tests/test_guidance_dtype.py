@@ -9,6 +9,8 @@ import torch
 from redge_guidance import GuidanceConfig, RewardGuidance
 from rewards import Reward
 
+from _models import hook_inputs
+
 V = 32  # vocabulary
 MASK = 3  # mask token id
 LOW = torch.finfo(torch.float32).min
@@ -28,15 +30,6 @@ class LinearReward(Reward):
     def forward(self, x, *, attention_mask=None):
         self.dtypes.append(x.dtype)
         return (x.float() @ self.w).sum(-1)
-
-
-def _inputs(batch=4, length=8, committed=2, seed=0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    logits = (2.0 * torch.randn(batch, length, V, generator=g)).to(dtype)
-    logits[..., MASK] = torch.finfo(dtype).min
-    sample = torch.full((batch, length), MASK, dtype=torch.long)
-    sample[:, :committed] = torch.randint(8, V, (batch, committed), generator=g)
-    return logits, sample, sample == MASK
 
 
 def _guide(reward, logits, sample, editable, **options):
@@ -65,7 +58,7 @@ def test_bf16_tracks_float32_guidance():
     whatever the gradient's scale. So the two runs must end close relative to what guidance
     moves: the expected reward within 2% of the fp32 run's gain and the KL within 2% (measured:
     0.1% and 0.15%; the margin is for draw flips on other platforms)."""
-    logits, sample, editable = _inputs()
+    logits, sample, editable = hook_inputs(batch=4, length=8, committed=2)
     options = dict(n_opt_steps=40, lr=0.1, kl_weight=1.0)
     reward = LinearReward()
     out32, tr32 = _guide(reward, logits, sample, editable, **options)
@@ -86,7 +79,7 @@ def test_bf16_reaches_the_reward_and_the_kl_stays_exact():
     """The reward reads bfloat16 (the buffer itself, no cast by the hook), φ comes back in full
     float32 precision (the master copy: not bf16-rounded) and the trace's KL is the exact KL of
     the returned logits to float32 rounding."""
-    logits, sample, editable = _inputs(batch=2)
+    logits, sample, editable = hook_inputs(batch=2, length=8, committed=2)
     reward = LinearReward()
     out, trace = _guide(reward, logits, sample, editable, n_opt_steps=5, mixed_precision="bf16")
     assert set(reward.dtypes) == {torch.bfloat16}
@@ -105,7 +98,7 @@ def test_bf16_reaches_the_reward_and_the_kl_stays_exact():
 @pytest.mark.parametrize("estimator", ["redge", "reindge", "gumbel_softmax", "straight_through"])
 def test_bf16_runs_every_path(estimator):
     """Dense and top-k supports, pathwise and score-function gradients, bf16 logits in."""
-    logits, sample, editable = _inputs(batch=2, dtype=torch.bfloat16)
+    logits, sample, editable = hook_inputs(batch=2, length=8, committed=2, dtype=torch.bfloat16)
     for options in ({}, {"top_k": 5}, {"num_relaxed_samples": 2, "score_function": "always"}):
         reward = LinearReward()
         out, trace = _guide(

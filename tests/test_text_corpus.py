@@ -212,3 +212,19 @@ def test_missing_folders_raise():
         td.read_plays("/nonexistent/plays")
     with pytest.raises(ValueError, match="`texts`"):
         td.build_subvocab_tokenizer([], BASE)
+
+
+def test_both_import_paths_expose_the_same_names(monkeypatch):
+    # Scripts of `examples/` import `text_corpus`; benchmarks import `examples.text_corpus`. Its
+    # plays part lives in `_text_plays`, imported one way or the other.
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # the repository root
+    pkg = importlib.import_module("examples.text_corpus")
+    assert pkg.__package__ == "examples" and not td.__package__
+    assert sorted(pkg.__all__) == sorted(td.__all__)
+    for name in td.__all__:
+        ours, theirs = getattr(td, name), getattr(pkg, name)
+        assert getattr(ours, "__qualname__", ours) == getattr(theirs, "__qualname__", theirs), name
+    assert pkg.clean_play.__module__ == "examples._text_plays"
+    assert td.clean_play.__module__ == "_text_plays"

@@ -16,9 +16,11 @@ from redge_guidance.text import (
     valid_reward_specs,
 )
 
+from _models import TINY_WORDS, tiny_bert, wordpiece_tokenizer
+
 transformers = pytest.importorskip("transformers")
 
-TINY_VOCAB = "[PAD] [UNK] [CLS] [SEP] [MASK] the a cat dog sat on mat good bad".split()
+TINY_VOCAB = TINY_WORDS[:14]  # [PAD] [UNK] [CLS] [SEP] [MASK] the a cat dog sat on mat good bad
 
 
 @pytest.mark.parametrize(
@@ -99,18 +101,8 @@ def test_callables_are_not_imported_when_asked(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tiny_text_model():
-    tok = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(TINY_VOCAB)})
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(
-        vocab_size=len(TINY_VOCAB),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    model = transformers.BertForMaskedLM(cfg).eval()
-    return TextModel(model, tok, 4, len(TINY_VOCAB), None, "tiny")
+    model = tiny_bert(len(TINY_VOCAB), max_position_embeddings=32).eval()
+    return TextModel(model, wordpiece_tokenizer(TINY_VOCAB), 4, len(TINY_VOCAB), None, "tiny")
 
 
 @pytest.fixture

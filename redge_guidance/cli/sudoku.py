@@ -31,17 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checks import add_run_flags, check_output_path, has_content, resolve_device
-from .io import LineWriter, UsageError, int_at_least, repair_trailing_line
-from .options import add_guidance_flags, check_estimator, to_flags
-from .search import add_search_flags, check_search, search_settings
+from .checks import check_output_path, has_content, resolve_device
+from .io import LineWriter, UsageError, repair_trailing_line
+from .options import check_estimator, to_flags
+from .search import check_search, search_settings
+from .sudoku_flags import SUDOKU_DEFAULTS, add_sudoku_flags
 
 __all__ = ["add_parser", "run"]
 
 logger = logging.getLogger("redge_guidance.cli")
 
-#: The solver's defaults where the CLI shows them.
-SUDOKU_DEFAULTS = {"estimator": "straight_through", "n_opt_steps": 20}
 _SOLVER_FLAGS = {
     "num_inference_steps": "--steps",
     "n_steps": "--n-opt-steps",
@@ -63,98 +62,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
             "solved), 2 on a usage error."
         ),
     )
-    p.add_argument("puzzles", help="file with one 81-character puzzle per line ('0' or '.' blanks)")
-    p.add_argument(
-        "--output", required=True, metavar="FILE", help="where to write one line per input line"
-    )
-    p.add_argument("--resume", action="store_true", help="keep the lines already in --output")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    p.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="seed of the whole run (default 0)"
-    )
-    p.add_argument(
-        "--steps",
-        type=int_at_least(1),
-        default=None,
-        metavar="N",
-        help="denoising steps (prior calls); default 12 (ignored with --no-prior)",
-    )
-    add_guidance_flags(
-        p,
-        only=("estimator", "n_opt_steps"),
-        defaults=SUDOKU_DEFAULTS,
-        helps={
-            "n_opt_steps": "Adam steps of the guidance per denoising step (default 20; 0 = the "
-            "prior alone), or in total with --no-prior (default 2000)"
-        },
-    )
-    p.add_argument(
-        "--restarts",
-        type=int_at_least(0),
-        default=None,
-        metavar="N",
-        help="re-solve grids that still break a rule up to this many times (default 4; 0 = one "
-        "pass; ignored with --no-prior)",
-    )
-    p.add_argument(
-        "--unmasking",
-        choices=("confidence", "random"),
-        default="confidence",
-        help="which blank cells each step fills: the most confident first (default) or at random",
-    )
-    p.add_argument(
-        "--temperature",
-        type=float,
-        default=0.0,
-        metavar="X",
-        help="sampling temperature of each cell's digit (default 0 = argmax, the solver's)",
-    )
-    p.add_argument(
-        "--backtrack",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="search through the prior first, backtracking at dead ends (default); the "
-        "negated flag runs the denoising passes alone",
-    )
-    p.add_argument(
-        "--pruning",
-        choices=("units", "peers"),
-        default=None,
-        help="rules the backtracking search applies: 'units' (default) or 'peers'",
-    )
-    p.add_argument(
-        "--max-prior-calls",
-        type=int_at_least(1),
-        default=None,
-        metavar="N",
-        help="prior calls per puzzle before the search hands it to the denoising pass (default 64)",
-    )
-    p.add_argument("--no-prior", action="store_true", help="optimise the logits directly, no prior")
-    p.add_argument(
-        "--batch-size",
-        type=int_at_least(1),
-        default=256,
-        metavar="N",
-        help="puzzles per batch (default 256)",
-    )
-    p.add_argument(
-        "--threads",
-        type=int_at_least(1),
-        default=1,
-        metavar="N",
-        help="torch CPU threads (default 1)",
-    )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        help="cpu (default), cuda, cuda:1, mps or auto (cuda if available)",
-    )
-    add_search_flags(
-        p, none_help="the solver's own pass and --restarts", keep_particles=False, ranking=True
-    )
-    add_run_flags(
-        p, quiet_help="no progress bar (weight loading included), only errors and summary"
-    )
+    add_sudoku_flags(p)
     p.set_defaults(run=run)
     return p
 
@@ -302,7 +210,7 @@ def _check_search(args: argparse.Namespace, puzzles: _Input, n_opt: int | None):
         argmax_flag=("--temperature 0", "--temperature 1") if args.temperature == 0 else None,
         unmasking=args.unmasking,
         ranking=args.ranking,
-        steps=12 if args.steps is None else args.steps,
+        steps=solver_defaults()["num_inference_steps"] if args.steps is None else args.steps,
         rows=min(args.batch_size, len(puzzles.good)),
     )
     return settings
@@ -317,13 +225,26 @@ def _backtrack_flags(args: argparse.Namespace) -> list[tuple[str, bool]]:
     ]
 
 
+def solver_defaults() -> dict[str, Any]:
+    """The keyword defaults of `SudokuSolver`, the one place they are set (the flags that leave
+    an option unset default to None and take the solver's value)."""
+    import inspect
+
+    from ..sudoku.solver import SudokuSolver
+
+    params = inspect.signature(SudokuSolver).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
 def backtrack_options(args: argparse.Namespace) -> dict[str, Any]:
     """`SudokuSolver`'s search keywords from `--backtrack`, `--pruning`, `--max-prior-calls`."""
-    return {
-        "search": "none" if args.backtrack is False else "backtrack",
-        "pruning": args.pruning or "units",
-        "max_prior_calls": args.max_prior_calls or 64,
+    given = {
+        "search": None if args.backtrack is None else ("backtrack" if args.backtrack else "none"),
+        "pruning": args.pruning,
+        "max_prior_calls": args.max_prior_calls,
     }
+    default = solver_defaults()
+    return {name: default[name] if value is None else value for name, value in given.items()}
 
 
 def sampler_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -391,10 +312,11 @@ def _make_solver(args: argparse.Namespace, guidance: Any):
 
         return solve
     logger.info("loading the Sudoku prior")
+    default = solver_defaults()
     solver = SudokuSolver.from_pretrained(
         guidance=guidance,
-        num_inference_steps=12 if args.steps is None else args.steps,
-        restarts=4 if args.restarts is None else args.restarts,
+        num_inference_steps=default["num_inference_steps"] if args.steps is None else args.steps,
+        restarts=default["restarts"] if args.restarts is None else args.restarts,
         **sampler_options(args),
         **backtrack_options(args),
         device=args.resolved_device,

@@ -75,10 +75,10 @@ def make_search_solver(args: Any, guidance: Any, settings: SearchSettings):
     from ..sudoku import layout as sl
     from ..sudoku.results import puzzles_to_tensor, score_grids
     from ..sudoku.solver import SudokuSolver
-    from .sudoku import sampler_options
+    from .sudoku import sampler_options, solver_defaults
 
     logger.info("loading the Sudoku prior")
-    steps = 12 if args.steps is None else args.steps
+    steps = solver_defaults()["num_inference_steps"] if args.steps is None else args.steps
     solver = SudokuSolver.from_pretrained(
         guidance=guidance,
         num_inference_steps=steps,
