@@ -55,7 +55,8 @@ def kl_adam_step(
         phi (`torch.Tensor` of shape `(N, K)`): φ's rows before the step.
         grad (`torch.Tensor` of shape `(N, K)`): gradient of ``−mean_s reward`` with respect to φ.
         prior_logp (`torch.Tensor` of shape `(N, K)`): the prior's log-probabilities.
-        vmask (`torch.Tensor` of shape `(N, K)`, bool): masked entries (no gradient, no move).
+        vmask (`torch.Tensor` of shape `(N, K)` or `(1, K)`, bool): masked entries (no
+            gradient, no move).
         batch_idx (`torch.Tensor` of shape `(N,)`, int64): the sample of each row.
         exp_avg, exp_avg_sq (`torch.Tensor` of shape `(N, K)`): Adam's moments.
         scalars (`torch.Tensor` of shape `(3,)`): ``lr / (1 − β₁ᵗ)``, ``sqrt(1 − β₂ᵗ)`` and

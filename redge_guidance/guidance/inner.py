@@ -178,18 +178,17 @@ class InnerProblem:
         self.any_masked = bool(vmask.any())
         rows = raw.to(self.dtype).masked_fill(vmask, self.low)  # finite
         self.prior_rows = rows  # (N, K) the model's logits on the support, finite
-        # The dense eager path keeps neither of the (N, V) mask and prior log-probabilities: a
-        # masked entry of φ is one at the dtype's minimum (its gradient is zero, it never
-        # moves: `masked`), and the KL reads the prior a block of rows at a time from `logits`
-        # (`prior_logp_rows`). Elsewhere both are kept: (N, K) is small, and the compiled step
-        # takes them whole.
-        lean = self.support.dense and not config.compile
-        self.vmask = None if lean else vmask
+        # Masked entries, (N, K) bool; (1, K) when every row masks the same entries (a mask
+        # token's column, say), which broadcasts wherever the mask is read.
+        self.vmask = vmask[:1] if self.any_masked and bool((vmask == vmask[:1]).all()) else vmask
+        # The dense eager path keeps no (N, V) prior log-probabilities: the KL reads the prior
+        # a block of rows at a time from `logits` (`prior_logp_rows`). Elsewhere they are kept:
+        # (N, K) is small, and the compiled step takes them whole.
         self.prior_logp: torch.Tensor | None = None
         if not self.support.dense:  # log p over the *full* vocabulary, read on the support
             lse = _row_logsumexp(self.logits, self.editable).to(self.dtype)  # (N,)
             self.prior_logp = rows - lse.unsqueeze(-1)  # the KL is to the full prior
-        elif not lean:
+        elif config.compile:
             self.prior_logp = torch.log_softmax(rows, dim=-1)
         self._rows_b, self._rows_l = self.editable.nonzero().unbind(-1)  # (N,) each
         self._row_pos: list[int] | None = None  # `prior_logp_rows`
@@ -284,13 +283,13 @@ class InnerProblem:
             logq = torch.where(torch.isnan(logq), logp, logq)
         mixed = (1.0 - weight) * logp + weight * logq
         phi0 = torch.where(have.unsqueeze(-1), mixed, self.prior_rows)
-        return phi0.masked_fill(self.masked(self.prior_rows), self.low)
+        return phi0.masked_fill(self.vmask, self.low)
 
     def warm_state(self, phi: torch.Tensor) -> WarmStart:
         """The warm-start state for the next call, from the final φ rows."""
         index = torch.full((self.B, self.L), -1, dtype=torch.long, device=self.device)
         index[self.editable] = torch.arange(self.N, device=self.device)
-        logq = torch.log_softmax(phi, dim=-1).masked_fill(self.masked(phi), self.low)
+        logq = torch.log_softmax(phi, dim=-1).masked_fill(self.vmask, self.low)
         return WarmStart((self.B, self.L, self.V), index, logq, self.support.index)
 
     # -- reading and writing the reward's input -------------------------------------------------
@@ -432,20 +431,6 @@ class InnerProblem:
             raw = self.logits[self._rows_b[start:stop], self._rows_l[start:stop]]
             rows = raw.to(self.dtype).masked_fill_(raw <= torch.finfo(self.in_dtype).min, self.low)
         return torch.log_softmax(rows, dim=-1)
-
-    def zero_masked(self, grad: torch.Tensor, phi: torch.Tensor) -> None:
-        """Set a gradient of φ (N, K) to zero at the masked entries, in place (a block of rows
-        at a time where the mask is not kept)."""
-        if self.vmask is not None:
-            grad.masked_fill_(self.vmask, 0.0)
-            return
-        for start, stop in _blocks(self.N, _BLOCK_ENTRIES // self.K):
-            grad[start:stop].masked_fill_(phi[start:stop] <= self.low, 0.0)
-
-    def masked(self, phi: torch.Tensor) -> torch.Tensor:
-        """The masked entries (N, K) of φ's rows (or of the prior's): kept, or on the dense
-        eager path those at the dtype's minimum, where a masked entry starts and stays."""
-        return self.vmask if self.vmask is not None else phi <= self.low
 
     def decoded_reward(self, rows: torch.Tensor) -> torch.Tensor:
         """Reward (no grad, float32 on the host's device) with the editable positions at the
