@@ -36,25 +36,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if __package__:  # imported as `examples.text_corpus`, from the repository root
-    from ._text_plays import (
-        DEFAULT_HELD_OUT_PLAYS,
-        clean_play,
-        find_base_tokenizer_dir,
-        find_corpus_dir,
-        load_corpus,
-        read_plays,
-        split_plays,
-    )
+    from . import _text_plays
 else:  # imported as `text_corpus`, with `examples/` on `sys.path` (as its scripts run)
-    from _text_plays import (
-        DEFAULT_HELD_OUT_PLAYS,
-        clean_play,
-        find_base_tokenizer_dir,
-        find_corpus_dir,
-        load_corpus,
-        read_plays,
-        split_plays,
-    )
+    import _text_plays
+
+# The plays' part of the pipeline, re-exported under the names this module always had.
+DEFAULT_HELD_OUT_PLAYS = _text_plays.DEFAULT_HELD_OUT_PLAYS
+clean_play = _text_plays.clean_play
+find_base_tokenizer_dir = _text_plays.find_base_tokenizer_dir
+find_corpus_dir = _text_plays.find_corpus_dir
+load_corpus = _text_plays.load_corpus
+read_plays = _text_plays.read_plays
+split_plays = _text_plays.split_plays
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
