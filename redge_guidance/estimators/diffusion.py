@@ -127,6 +127,12 @@ class _NoiseReplay:
         return torch.randn(self.shape, generator=g, dtype=self.dtype, device=self.device)
 
 
+# Devices whose softmax kernel may write over its input (checked bit for bit against the
+# out-of-place kernel): each row's maximum and sum are complete before it is written, and each
+# entry is read before it is written.
+_SOFTMAX_IN_PLACE = frozenset({"cpu"})
+
+
 def _chain(
     theta: Tensor,
     x: Tensor,
@@ -137,12 +143,16 @@ def _chain(
     """Run the DDIM chain from x (overwritten) at index n-1 to the soft output at index 1.
 
     `keep`, when given, receives the intermediate denoiser outputs p_{n-1}, ..., p_2. With a
-    `pool`, the temporaries and outputs come from it (the same values bit for bit), and the last
-    step adds into x itself: x then holds no chain state, only scratch.
+    `pool` (the same values bit for bit): on devices whose softmax may write over its input,
+    each p_k is computed in the buffer of its own input and the soft output in x's, so that
+    the chain holds no scratch tensor at all, only its n - 1 outputs; elsewhere the
+    temporaries come from the pool.
     """
-    tmp = take_like(pool, x)
+    in_place = pool is not None and x.device.type in _SOFTMAX_IN_PLACE
+    tmp = None if in_place else take_like(pool, x)
     for k in range(sched.n_steps - 1, 1, -1):
-        p = softmax_into(torch.add(theta, x, alpha=sched.c[k], out=tmp), take_like(pool, x))
+        h = torch.add(theta, x, alpha=sched.c[k], out=take_like(pool, x) if in_place else tmp)
+        p = softmax_into(h, h if in_place else take_like(pool, x))
         if keep is not None:
             keep.append(p)
         elif pool is not None:
@@ -150,7 +160,8 @@ def _chain(
         x = x.mul_(sched.B[k]).add_(p, alpha=sched.A[k])
     if pool is None:
         return torch.softmax(torch.add(theta, x, alpha=sched.c[1]), dim=-1)
-    return softmax_into(torch.add(theta, x, alpha=sched.c[1], out=x), tmp)  # x is not read again
+    h = torch.add(theta, x, alpha=sched.c[1], out=x)  # x is not read again
+    return softmax_into(h, h if in_place else tmp)
 
 
 # Devices whose softmax-backward kernel may write over its `grad` or `probs` input (checked bit for
@@ -258,8 +269,8 @@ def chain_forward(
         z = torch.randn(
             theta.shape, generator=generator, dtype=theta.dtype, device=theta.device, out=z
         )
-        p1 = _chain(theta, z, sched, keep=kept, pool=pool)  # overwrites z
-        if pool is not None:
+        p1 = _chain(theta, z, sched, keep=kept, pool=pool)  # overwrites z (or is z)
+        if pool is not None and p1.data_ptr() != z.data_ptr():
             pool.give(z)
         del z
     kept.append(p1)
