@@ -180,7 +180,8 @@ class InnerProblem:
         self.prior_rows = rows  # (N, K) the model's logits on the support, finite
         # Masked entries, (N, K) bool; (1, K) when every row masks the same entries (a mask
         # token's column, say), which broadcasts wherever the mask is read.
-        self.vmask = vmask[:1] if self.any_masked and bool((vmask == vmask[:1]).all()) else vmask
+        same = self.any_masked and bool((vmask == vmask[:1]).all())
+        self.vmask = vmask[:1].clone() if same else vmask  # a copy: the view would hold (N, K)
         # The dense eager path keeps no (N, V) prior log-probabilities: the KL reads the prior
         # a block of rows at a time from `logits` (`prior_logp_rows`). Elsewhere they are kept:
         # (N, K) is small, and the compiled step takes them whole.
