@@ -114,6 +114,7 @@ def test_blocked_prior_kl_and_row_moves_change_no_bit(config, monkeypatch):
     assert p.prior_logp is None  # no (N, V) copy of it
     assert p.vmask.shape == (1, V)  # every row masks entry 7: one row of the mask, which
     assert p.vmask.untyped_storage().nbytes() == V  # does not hold the (N, V) one
+    assert p.masked_columns.tolist() == [7]
     for (g1, r1), (g2, r2) in zip(_grad(gradients.chain_pathwise, **config), ref, strict=True):
         assert torch.equal(g1, g2) and torch.equal(r1, r2)
     kl, grad = p.kl_and_grad(p.phi0, need_grad=True)

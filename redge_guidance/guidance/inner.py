@@ -182,6 +182,7 @@ class InnerProblem:
         # token's column, say), which broadcasts wherever the mask is read.
         same = self.any_masked and bool((vmask == vmask[:1]).all())
         self.vmask = vmask[:1].clone() if same else vmask  # a copy: the view would hold (N, K)
+        self.masked_columns = vmask[0].nonzero()[:, 0] if same else None  # their ids then
         # The dense eager path keeps no (N, V) prior log-probabilities: the KL reads the prior
         # a block of rows at a time from `logits` (`prior_logp_rows`). Elsewhere they are kept:
         # (N, K) is small, and the compiled step takes them whole.
@@ -412,6 +413,14 @@ class InnerProblem:
                 if grad is not None:
                     torch.mul(diff.sub_(kl.unsqueeze(-1)), q, out=grad[start:stop])
         return self.per_sample(kl_rows), grad
+
+    def zero_masked(self, grad: torch.Tensor) -> None:
+        """Set a gradient of φ (N, K) to zero at the masked entries, in place: a fill of a few
+        columns where every row masks the same entries."""
+        if self.masked_columns is not None:
+            grad.index_fill_(-1, self.masked_columns, 0.0)
+        else:
+            grad.masked_fill_(self.vmask, 0.0)
 
     def prior_logp_rows(self, start: int, stop: int) -> torch.Tensor:
         """The prior's log-probabilities on φ's support at editable rows ``start:stop``: a

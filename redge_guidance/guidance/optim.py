@@ -50,7 +50,9 @@ class EagerAdam:
             norm = p.per_sample(grad.pow(2).sum(-1)).sqrt()  # (B,)
             scale = (self.cfg.max_grad_norm / (norm + 1e-12)).clamp(max=1.0)
             grad = grad * scale[p.batch_idx].unsqueeze(-1)
-        phi.grad = grad.masked_fill_(p.vmask, 0.0) if p.any_masked else grad
+        if p.any_masked:
+            p.zero_masked(grad)
+        phi.grad = grad
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.grad = None
