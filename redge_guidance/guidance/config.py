@@ -332,8 +332,16 @@ class GuidanceConfig:
         return self.guide_start <= frac < self.guide_stop and step % self.guide_every == 0
 
     def replace(self, **changes: Any) -> GuidanceConfig:
-        """A copy with ``changes`` applied (validated; old field names accepted with a warning)."""
-        return dataclasses.replace(self, **upgrade_names(changes, "GuidanceConfig.replace"))
+        """A copy with ``changes`` applied (validated; old field names accepted with a warning).
+        An unknown name raises a `ValueError` listing the valid ones."""
+        changes = upgrade_names(changes, "GuidanceConfig.replace")
+        valid = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"`GuidanceConfig.replace` got unknown fields {unknown}. Valid fields: {valid}."
+            )
+        return dataclasses.replace(self, **changes)
 
     # -- serialisation ---------------------------------------------------------------------------
 
