@@ -338,7 +338,8 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             ranking_logits (`torch.Tensor` of shape `(B, L, V)`, *optional*):
                 Confidence unmasking only: rank the proposals (drawn from `model_output`) by
                 their probability under `softmax(ranking_logits)` instead. Default:
-                `model_output`. Unused by random unmasking.
+                `model_output`. Unused by random unmasking (checked all the same: float logits of
+                `model_output`'s shape, on its device).
 
         Returns:
             [`MaskedDiffusionSchedulerOutput`] or `tuple` `(prev_sample, pred_original_sample,
