@@ -15,7 +15,7 @@ import torch
 import rewards
 from redge_guidance import GuidanceConfig, RewardGuidance
 
-from _models import tiny_bert
+from _models import llada2_pipeline, tiny_bert
 
 MASK = 3  # the tiny model's mask id
 
@@ -50,6 +50,8 @@ def objects():
         "S": search,
         "tok": AutoTokenizer.from_pretrained(str(DEFAULT_MODEL_DIR)),
         "onloaded": onloaded,
+        "llada2": llada2_pipeline(tiny_bert(32).eval(), block_length=4),
+        "R32": rewards.TokenSetReward([7], vocab_size=32),
         "cfg": GuidanceConfig,
         "reward": rewards.TokenSetReward([1], vocab_size=16),
         "pipe": MaskedDiffusionPipeline.from_model(model, mask_token_id=MASK),
@@ -349,6 +351,47 @@ CASES = [
         "search-config-from-dict",
         "S.SMCConfig.from_dict(3)",
         "`data` must be a dict of SMCConfig fields, got 3",
+    ),
+    # smc_llada2: every option before the pipeline runs
+    (
+        "llada2-steps",
+        "S.smc_llada2(llada2, R32, ids, S.SMCConfig(2), gen_length=4, mask_token_id=31, num_inference_steps=True)",
+        "`num_inference_steps` must be an integer >= 1, got True",
+    ),
+    (
+        "llada2-block-length-0",
+        "S.smc_llada2(llada2, R32, ids, S.SMCConfig(2), gen_length=4, mask_token_id=31, block_length=0)",
+        "`block_length` must be an integer >= 1, got 0",
+    ),
+    (
+        "llada2-threshold",
+        "S.smc_llada2(llada2, R32, ids, S.SMCConfig(2), gen_length=4, mask_token_id=31, threshold='x')",
+        "`threshold` must be a finite number >= 0, got 'x'",
+    ),
+    (
+        "llada2-editing-threshold",
+        "S.smc_llada2(llada2, R32, ids, S.SMCConfig(2), gen_length=4, mask_token_id=31, editing_threshold=float('nan'))",
+        "`editing_threshold` must be a finite number or None, got nan",
+    ),
+    (
+        "llada2-attention-mask",
+        "S.smc_llada2(llada2, R32, ids, S.SMCConfig(2), gen_length=4, mask_token_id=31, attention_mask=torch.ones(1, 5))",
+        "`attention_mask` must be a tensor of the shape of `input_ids` (1, 4), got (1, 5)",
+    ),
+    (
+        "llada2-generator",
+        "S.smc_llada2(llada2, R32, ids, S.SMCConfig(2), gen_length=4, mask_token_id=31, generator=0)",
+        "`generator` must be a torch.Generator or None, got 0",
+    ),
+    (
+        "llada2-mask-id",
+        "S.smc_llada2(llada2, R32, ids, S.SMCConfig(2), gen_length=4, mask_token_id=99)",
+        "`mask_token_id` is 99 but the model has only 32 vocabulary entries",
+    ),
+    (
+        "llada2-id-out-of-vocab",
+        "S.smc_llada2(llada2, R32, ids + 40, S.SMCConfig(2), gen_length=4, mask_token_id=31)",
+        "`input_ids` holds the token id 45, outside the model's vocabulary [0, 32)",
     ),
     # rewards
     (
