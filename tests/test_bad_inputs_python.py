@@ -119,9 +119,14 @@ CASES = [
         "`estimator_options` must be JSON-serialisable",
     ),
     (
+        "config-unknown-field",
+        "cfg(learning_rate=1)",
+        "Unknown GuidanceConfig fields ['learning_rate']. Valid fields: [",
+    ),
+    (
         "config-replace-unknown",
         "cfg().replace(learning_rate=1)",
-        "`GuidanceConfig.replace` got unknown fields ['learning_rate']. Valid fields: [",
+        "Unknown GuidanceConfig fields ['learning_rate']. Valid fields: [",
     ),
     (
         "config-from-dict-unknown",
