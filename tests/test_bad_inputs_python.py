@@ -357,6 +357,21 @@ CASES = [
         "S.SMCConfig.from_dict(3)",
         "`data` must be a dict of SMCConfig fields, got 3",
     ),
+    (
+        "resample-log-w-shape",
+        "S.resample(torch.zeros(4), 'systematic')",
+        "`log_w` must be a float tensor of shape (B, K) ... (4,)",
+    ),
+    (
+        "resample-log-w-ints",
+        "S.resample(torch.zeros(1, 4, dtype=torch.long), 'systematic')",
+        "`log_w` must be a float tensor of shape (B, K) ... torch.int64",
+    ),
+    (
+        "resample-generator",
+        "S.resample(torch.zeros(1, 4), 'systematic', 0)",
+        "`generator` must be a torch.Generator or None, got 0",
+    ),
     # smc_llada2: every option before the pipeline runs
     (
         "llada2-steps",
