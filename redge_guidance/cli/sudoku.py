@@ -150,6 +150,11 @@ def _check_options(args: argparse.Namespace, puzzles: _Input):
                 f"`{flag}` does not combine with `--no-prior`: with no prior there is nothing to "
                 "rank the search's moves. Drop one."
             )
+        if given and args.backtrack is False and flag != "--backtrack/--no-backtrack":
+            raise UsageError(
+                f"`{flag}` sets the backtracking search, got `--no-backtrack`. Drop `{flag}`, "
+                "or drop `--no-backtrack`."
+            )
     blanks = max((81 - p.num_clues for _, p in puzzles.good), default=0)
     if args.steps is not None and not args.no_prior and 0 < blanks < args.steps:
         raise UsageError(
@@ -160,8 +165,8 @@ def _check_options(args: argparse.Namespace, puzzles: _Input):
     t = args.temperature
     if not math.isfinite(t) or t < 0:
         raise UsageError(
-            f"`--temperature` must be >= 0, got {t}; use 0 for argmax (the default) or 1 to "
-            "sample the prior's distribution."
+            f"`--temperature` must be a finite number >= 0, got {t}; use 0 for argmax (the "
+            "default) or 1 to sample the prior's distribution."
         )
     args.resolved_device = resolve_device(args.device)
     args.search_settings = _check_search(args, puzzles, n_opt)

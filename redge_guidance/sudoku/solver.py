@@ -37,6 +37,7 @@ from ._defaults import GUIDANCE, NO_PRIOR, SOLVER
 from ._options import (
     _batch_generators,
     _check_positive_int,
+    _check_remask,
     _check_sampler,
     _check_search,
     _make_generator,
@@ -153,7 +154,7 @@ class SudokuSolver:
             )
         unmasking = _resolve_unmasking(unmasking, order)
         _check_sampler(num_inference_steps, restarts, unmasking, decode, temperature)
-        _check_search(search, pruning, max_prior_calls, search_guidance)
+        _check_search(search, pruning, max_prior_calls, search_guidance, guidance is not None)
         self.device = _parse_device(device)
         self.denoiser = DigitDenoiser(model).to(self.device).eval()
         self.pipeline = MaskedDiffusionPipeline.from_model(
@@ -233,6 +234,8 @@ class SudokuSolver:
                 search, pruning, max_prior_calls, search_guidance, device, order: see the class
                 docstring.
         """
+        from ..guidance import GuidanceConfig
+
         unmasking = _resolve_unmasking(unmasking, order)
         if isinstance(guidance, str):
             if guidance != "default":
@@ -240,6 +243,15 @@ class SudokuSolver:
                     f"`guidance` must be a GuidanceConfig, 'default' or None, got {guidance!r}."
                 )
             guidance = default_guidance()
+        if guidance is not None and not isinstance(guidance, GuidanceConfig):
+            raise ValueError(
+                f"`guidance` must be a GuidanceConfig, 'default' or None, got "
+                f"{type(guidance).__name__}."
+            )
+        # every option before the prior loads (the constructor checks them again)
+        _check_sampler(num_inference_steps, restarts, unmasking, decode, temperature)
+        _check_remask(remask, remask_eta)
+        _check_search(search, pruning, max_prior_calls, search_guidance, guidance is not None)
         dev = _parse_device(device)
         model = _load_prior(path, dev)
         return cls(
