@@ -36,18 +36,37 @@ def fmt(row: dict, m: str, digits: int = 2) -> str:
     return f"{row[m]:.{digits}f}" + ("" if math.isnan(se) else f" ± {se:.{digits}f}")
 
 
+def setup_text(result: dict) -> str:
+    """The report's first sentences: the command(s), the machine and the grid's size.
+
+    Results written through `_common.machine_info` (a `processor` key) get a "Machine:" sentence
+    with the load; older files (the script's own record, a `cpu` key) keep their committed text.
+    """
+    st, m = result["settings"], result["machine"]
+    command = f"Command: `{result['command']}`" + "".join(
+        f", then `{c}`" for c in result.get("later_commands", [])
+    )
+    size = f"{st['prompts']} held-out prompts x {st['samples']} rows, {st['length']} new tokens, "
+    if "processor" not in m:
+        return (
+            f"{command}. {size}{st['steps']} denoising steps, torch on {st['threads']} thread(s) "
+            f"on {m['cpu']} ({m['cpu_count']} CPUs, shared)"
+        )
+    return (
+        f"{command}. Machine: {m['processor']}, {m['cpu_count']} cores (shared; load "
+        f"{m.get('load_average')} at the last command's start), torch {m['torch']} on "
+        f"{st['threads']} thread(s). {size}{st['steps']} denoising steps"
+    )
+
+
 def markdown(result: dict, rows: list[dict]) -> str:
-    st, cal = result["settings"], result["calibration"]
+    cal = result["calibration"]
     lines = [
         "# Inference-time scaling, judged by models that did not steer",
         "",
-        f"Command: `{result['command']}`"
-        + "".join(f", then `{c}`" for c in result.get("later_commands", []))
-        + f". {st['prompts']} held-out prompts x {st['samples']} rows, "
-        f"{st['length']} new tokens, {st['steps']} denoising steps, torch on {st['threads']} "
-        f"thread(s) on {result['machine']['cpu']} ({result['machine']['cpu_count']} CPUs, shared); "
-        f"unguided batch {cal['unguided']:.2f} CPU s (the 1x). Knob: N (best-of-N), K "
-        "(SMC), inner Adam steps (guidance), rounds (refine). `cost` is the measured CPU time / "
+        setup_text(result) + f"; unguided batch {cal['unguided']:.2f} CPU s (the 1x). "
+        "Knob: N (best-of-N), K (SMC), inner Adam steps (guidance), rounds (refine). "
+        "`cost` is the measured CPU time / "
         "unguided. `vader`: mean compound of the continuation; `on target`: share on the target "
         "side; `ppl`: judge-LM perplexity of the continuation; `pll`: the generator's own "
         "pseudo-log-likelihood (nats/token); `reward`: the steered MiniLM reward (signed).",

@@ -33,10 +33,12 @@ Judges, on the continuation (the tokens the method wrote):
 - `reward`: the steered reward itself (signed toward the target), for contrast.
 
 Tables give mean ± standard error over seeds. Every finished cell is written at once; a rerun
-with the same settings skips it.
+with the same settings skips it. The results record the machine, its load and the command
+(`_common.machine_info`, `_common.command_line`).
 
-    python benchmarks/scaling.py --quick      # a couple of minutes, /tmp/scaling_quick
-    python benchmarks/scaling.py              # benchmarks/results/scaling.{json,md,png}
+    python benchmarks/scaling.py --quick        # a couple of minutes, /tmp/scaling_quick
+    python benchmarks/scaling.py                # benchmarks/results/scaling.{json,md,png}
+    python benchmarks/scaling.py --report-only  # rewrite the .md and .png from the .json
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ import itertools
 import json
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -61,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 if str(HERE) not in sys.path:
     sys.path.append(str(HERE))
 
+import _common  # noqa: E402
 import torch  # noqa: E402
 from _scaling_methods import (  # noqa: E402
     GUIDE_KL,
@@ -94,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--judge", type=Path, default=JUDGE_DIR, help="judge LM folder")
     p.add_argument("--out", type=Path, default=None, help="default benchmarks/results")
     p.add_argument("--fresh", action="store_true", help="drop finished cells and calibration")
+    p.add_argument(
+        "--report-only", action="store_true", help="rewrite the .md and .png from the .json"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.prompts, args.samples, args.seeds, args.budgets = 2, 2, [0], [1.0, 8.0]
@@ -109,12 +114,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------ the grid
-
-
-def save(path: Path, result: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def batch(prompts: list[dict], samples: int, length: int, pad_id: int, mask_id: int):
@@ -180,26 +179,9 @@ def settings_of(args: argparse.Namespace, prompts: list[dict]) -> dict:
     }
 
 
-def machine() -> dict:
-    import platform
-
-    import transformers
-
-    info = Path("/proc/cpuinfo")
-    names = re.findall(r"model name\s*:\s*(.*)", info.read_text()) if info.is_file() else []
-    cpu = names[0] if names else platform.processor()
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "load_average": list(os.getloadavg()),
-    }
-
-
-def run_grid(args: argparse.Namespace) -> dict:
+def run_grid(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
+    """Calibrate, then run every missing cell of the grid, saving after each; `argv` (default
+    `sys.argv[1:]`) is recorded as the command."""
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "scaling.json"
@@ -216,8 +198,9 @@ def run_grid(args: argparse.Namespace) -> dict:
     result = {} if args.fresh or not path.is_file() else json.loads(path.read_text())
     if result and result.get("settings") != settings:
         raise SystemExit(f"{path} holds other settings; pass --fresh or --out elsewhere.")
-    command = "python " + " ".join(sys.argv)
-    result.update(settings=settings, machine=machine())
+    command = _common.command_line("scaling", argv)
+    # The machine (with its load) of the latest command; a rerun that adds cells replaces it.
+    result.update(settings=settings, machine=_common.machine_info("cpu"))
     # The first command made the grid; a later one (more methods, seeds) adds cells to it.
     if result.setdefault("command", command) != command:
         later = result.setdefault("later_commands", [])
@@ -225,7 +208,7 @@ def run_grid(args: argparse.Namespace) -> dict:
     result["prompts"] = [p["text"] for p in prompts]
     cells = result.setdefault("cells", {})
     cal = calibrate(bench, ids, am, result.setdefault("calibration", {}), log)
-    save(path, result)
+    _common.save_json(path, result)
     ref = ids[:: args.samples].clone()  # one row per prompt, its true continuation
     ref[:, -args.length :] = torch.tensor([p["reference"] for p in prompts])
     refs = result.setdefault("reference", {})
@@ -244,7 +227,7 @@ def run_grid(args: argparse.Namespace) -> dict:
                 **dict(cpu_s=cpu, cost_x=cpu / cal["unguided"]),
                 **bench.judge_all(seqs, am, target),
             }
-            save(path, result)
+            _common.save_json(path, result)
             log(
                 f"{key} knob {knob}: {c['cost_x']:.1f}x reward {c['reward']:+.2f} vader "
                 f"{c['vader']:+.2f} ({c['vader_on_target']:.0%} on target) ppl {c['ppl']:.0f}"
@@ -252,17 +235,23 @@ def run_grid(args: argparse.Namespace) -> dict:
     return result
 
 
+def render(result: dict) -> str:
+    """The markdown report of a results dict (its rows averaged again from its cells)."""
+    return markdown(result, aggregate(result))
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
-    result = run_grid(args)
-    rows = aggregate(result)
-    result["rows"] = rows
-    save(args.out / "scaling.json", result)
-    (args.out / "scaling.md").write_text(markdown(result, rows))
-    plot(result, rows, args.out / "scaling.png")
-    print(f"wrote {args.out}/scaling.json, .md and .png")
+    if args.report_only:
+        result = _common.read_results(args.out / "scaling.json")
+    else:
+        result = run_grid(args, argv)
+        result["rows"] = aggregate(result)
+    _common.write_results(args.out, "scaling", result, render(result))
+    plot(result, result["rows"], args.out / "scaling.png")
+    print(f"wrote {args.out / 'scaling.png'}")
 
 
 if __name__ == "__main__":

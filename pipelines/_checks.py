@@ -5,6 +5,7 @@ Each check raises a `ValueError` that names the argument, echoes what it got and
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -40,6 +41,51 @@ def check_bool_mask(name: str, mask: Any, shape: tuple[int, ...], hint: str = ""
     if not torch.is_tensor(mask) or tuple(mask.shape) != tuple(shape) or mask.dtype != torch.bool:
         raise ValueError(
             f"`{name}` must be a bool tensor of shape {tuple(shape)}, got {describe(mask)}.{hint}"
+        )
+
+
+def check_generator(generator: Any) -> None:
+    """`generator` is a `torch.Generator` or `None`."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(
+            f"`generator` must be a torch.Generator or None, got {generator!r}. Pass e.g. "
+            "`torch.Generator().manual_seed(0)`."
+        )
+
+
+def check_same_device(name: str, tensor: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    """The tensor `name` lives on the device of `ref_name`."""
+    if tensor.device != ref.device:
+        raise ValueError(
+            f"`{name}` is on {tensor.device} but `{ref_name}` is on {ref.device}; they must be on "
+            f"the same device. Move it with `{name}.to({ref_name}.device)`."
+        )
+
+
+def check_ids_in_vocab(name: str, ids: Any, vocab_size: int | None) -> None:
+    """Every token id of `ids` (a tensor or lists of ints) is in `[0, vocab_size)`, when the
+    vocabulary size is known (one pass over the `(B, L)` ids, once per generation)."""
+    if vocab_size is None:
+        return
+    if torch.is_tensor(ids):
+        bad = ids[(ids < 0) | (ids >= vocab_size)]
+        first = int(bad[0]) if bad.numel() else None
+    else:
+        first = next((i for row in ids for i in row if not 0 <= i < vocab_size), None)
+    if first is not None:
+        raise ValueError(
+            f"`{name}` holds the token id {first}, outside the model's vocabulary "
+            f"[0, {vocab_size}). Pass ids of the model's tokenizer."
+        )
+
+
+def check_guidance_mask_id(guidance: Any, mask_token_id: int) -> None:
+    """A guidance hook that knows a mask id knows the pipeline's."""
+    hook_mask = getattr(guidance, "mask_token_id", None)
+    if is_int(hook_mask) and hook_mask != mask_token_id:
+        raise ValueError(
+            f"`guidance.mask_token_id` is {hook_mask} but the pipeline's mask token id is "
+            f"{mask_token_id}. Build the hook with `mask_token_id={mask_token_id}` (or None)."
         )
 
 
@@ -227,11 +273,18 @@ def check_callback_sample(callback_outputs: Any, sample: torch.LongTensor) -> to
 
 
 def check_step_inputs(
-    model_output: Any, sample: Any, fixed_mask: Any, mask_token_id: int
+    model_output: Any,
+    sample: Any,
+    fixed_mask: Any,
+    mask_token_id: int,
+    generator: Any = None,
+    ranking_logits: Any = None,
 ) -> torch.BoolTensor:
     """The tensors of a scheduler step: `model_output` `(B, L, V)` float logits with `V >= 2`
     entries including the mask id, `sample` `(B, L)` ids, `fixed_mask` a `(B, L)` bool tensor or
-    `None`. Returns `fixed_mask`, all False when it is `None`."""
+    `None`, `ranking_logits` `None` or float logits of `model_output`'s shape, all on
+    `model_output`'s device; `generator` a `torch.Generator` or `None`. Returns `fixed_mask`, all
+    False when it is `None`."""
     check_logits("model_output", model_output, "Pass the model's `.logits`.")
     check_token_ids("sample", sample, "Pass token ids.")
     B, L, V = model_output.shape  # batch, length, vocab
@@ -240,6 +293,10 @@ def check_step_inputs(
             f"`sample` has shape {tuple(sample.shape)} but `model_output` has shape "
             f"{(B, L, V)}; they must agree on (B, L)."
         )
+    check_same_device("sample", sample, "model_output", model_output)
+    check_generator(generator)
+    if ranking_logits is not None:
+        check_ranking_logits(ranking_logits, model_output)
     check_mask_id_in_vocab(mask_token_id, V, "`model_output`")
     if V < 2:
         raise ValueError(f"`model_output` needs at least 2 vocabulary entries, got V={V}.")
@@ -251,14 +308,52 @@ def check_step_inputs(
         (B, L),
         " Pass e.g. `attention_mask == 0` or `sample != mask_token_id` at the first step.",
     )
+    check_same_device("fixed_mask", fixed_mask, "model_output", model_output)
     return fixed_mask
 
 
-def check_ranking_logits(ranking_logits: Any, shape: torch.Size) -> None:
-    """The `ranking_logits` of a scheduler step: float logits of `model_output`'s `shape`."""
+def check_ranking_logits(ranking_logits: Any, model_output: torch.Tensor) -> None:
+    """The `ranking_logits` of a scheduler step: float logits of `model_output`'s shape, on its
+    device (any float dtype: only their softmax's order is read)."""
     check_logits("ranking_logits", ranking_logits, "Pass the model's unguided logits.")
-    if ranking_logits.shape != shape:
+    if ranking_logits.shape != model_output.shape:
         raise ValueError(
             f"`ranking_logits` has shape {tuple(ranking_logits.shape)} but `model_output` has "
-            f"shape {tuple(shape)}; they must be equal. Pass the unguided logits of the step."
+            f"shape {tuple(model_output.shape)}; they must be equal. Pass the unguided logits of "
+            "the step."
         )
+    check_same_device("ranking_logits", ranking_logits, "model_output", model_output)
+
+
+def check_timestep(timestep: Any) -> float:
+    """A scheduler `timestep`: a finite real number or a one-element tensor; returns it as a
+    float."""
+    if torch.is_tensor(timestep):
+        if timestep.numel() != 1:
+            raise ValueError(
+                f"`timestep` must be a scalar, got a tensor of shape {tuple(timestep.shape)}. "
+                "Pass one element of `scheduler.timesteps`."
+            )
+        timestep = timestep.item()
+    try:
+        value = float(timestep)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(
+            f"`timestep` must be one of `scheduler.timesteps` (a number in (0, 1]), got "
+            f"{timestep!r}. Iterate over `scheduler.timesteps` after `set_timesteps`."
+        )
+    return value
+
+
+def parse_device(device: Any) -> torch.device | None:
+    """`device` of `set_timesteps`: `None`, a `torch.device` or a string naming one."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"`device` must name a torch device, got {device!r}. Use e.g. 'cpu' or 'cuda'."
+        ) from None

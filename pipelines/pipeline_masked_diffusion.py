@@ -22,8 +22,11 @@ from diffusers.utils import BaseOutput, logging
 from ._checks import (
     check_callback_tensor_inputs,
     check_choice,
+    check_generator,
     check_guidance_callable,
+    check_guidance_mask_id,
     check_id_masks,
+    check_ids_in_vocab,
     check_length,
     check_positive_int,
     check_prompt_or_ids,
@@ -192,6 +195,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         fixed_mask,
         callback_on_step_end_tensor_inputs,
         add_special_tokens: bool = False,
+        generator: torch.Generator | None = None,
     ) -> None:
         """Validate the arguments of `__call__` (before any model call). Raises `ValueError`."""
         if self.mask_token_id is None:
@@ -207,14 +211,18 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
         check_length(length)
         check_positive_int("num_inference_steps", num_inference_steps, "32")
         check_guidance_callable(guidance)
+        check_generator(generator)
         model_vocab = config_int(self.model, ("vocab_size",))
         if guidance is not None:
             check_reward_vocab(getattr(guidance, "reward", None), model_vocab)
+            check_guidance_mask_id(guidance, self.mask_token_id)
         if model_vocab is not None and self.mask_token_id >= model_vocab:
             raise ValueError(
                 f"`mask_token_id` is {self.mask_token_id} but the model's vocabulary has "
                 f"{model_vocab} entries. Use the mask id of the model's tokenizer."
             )
+        if input_ids is not None:
+            check_ids_in_vocab("input_ids", input_ids, model_vocab)
         check_choice("output_type", output_type, _OUTPUT_TYPES)
         check_callback_tensor_inputs(
             callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
@@ -372,6 +380,7 @@ class MaskedDiffusionPipeline(DiffusionPipeline):
             fixed_mask,
             tensor_inputs,
             add_special_tokens=add_special_tokens,
+            generator=generator,
         )
         inputs = self.prepare_inputs(
             prompt, input_ids, length, attention_mask, fixed_mask, add_special_tokens

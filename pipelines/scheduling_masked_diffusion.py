@@ -30,9 +30,10 @@ from ._checks import (
     check_bool_mask,
     check_choice,
     check_positive_int,
-    check_ranking_logits,
     check_step_inputs,
+    check_timestep,
     describe,
+    parse_device,
 )
 from ._checks import is_int as _is_int
 from ._checks import is_real as _is_real
@@ -254,6 +255,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             device (`str` or `torch.device`, *optional*): where `timesteps` and `alphas` live.
         """
         check_positive_int("num_inference_steps", num_inference_steps, "32")
+        device = parse_device(device)
         n = num_inference_steps
         grid = torch.arange(n, -1, -1, dtype=torch.float64) / n  # (N + 1,): 1, ..., 1/N, 0
         alphas = self.alpha(grid).clamp(0.0, 1.0)
@@ -270,13 +272,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
                 "`set_timesteps` has not been called. Call "
                 "`scheduler.set_timesteps(num_inference_steps)` before `step`."
             )
-        if torch.is_tensor(timestep):
-            if timestep.numel() != 1:
-                raise ValueError(
-                    f"`timestep` must be a scalar, got a tensor of shape {tuple(timestep.shape)}. "
-                    "Pass one element of `scheduler.timesteps`."
-                )
-            timestep = timestep.item()
+        timestep = check_timestep(timestep)
         n = self.num_inference_steps
         index = round((1.0 - float(timestep)) * n)
         if not 0 <= index < n or abs(float(timestep) - (n - index) / n) > 0.25 / n:
@@ -342,14 +338,17 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
             ranking_logits (`torch.Tensor` of shape `(B, L, V)`, *optional*):
                 Confidence unmasking only: rank the proposals (drawn from `model_output`) by
                 their probability under `softmax(ranking_logits)` instead. Default:
-                `model_output`. Unused by random unmasking.
+                `model_output`. Unused by random unmasking (checked all the same: float logits of
+                `model_output`'s shape, on its device).
 
         Returns:
             [`MaskedDiffusionSchedulerOutput`] or `tuple` `(prev_sample, pred_original_sample,
             unmasked, remasked)`.
         """
         mask_id = self._mask_id(mask_token_id)
-        fixed_mask = check_step_inputs(model_output, sample, fixed_mask, mask_id)
+        fixed_mask = check_step_inputs(
+            model_output, sample, fixed_mask, mask_id, generator, ranking_logits
+        )
         index = self.index_for_timestep(timestep)
 
         masked = (sample == mask_id) & ~fixed_mask  # (B, L) positions to fill
@@ -358,7 +357,7 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         rows, pred = self._propose(model_output, sample, masked, mask_id, generator)
         confidence = None
         if self.config.unmasking == "confidence":
-            confidence = self._rank(rows, pred, masked, mask_id, ranking_logits, model_output.shape)
+            confidence = self._rank(rows, pred, masked, mask_id, ranking_logits)
         unmasked, remasked = self._choose_positions(
             index, masked, committed, fixed_mask, confidence, generator
         )
@@ -404,13 +403,11 @@ class MaskedDiffusionScheduler(SchedulerMixin, ConfigMixin):
         masked: torch.BoolTensor,
         mask_id: int,
         ranking_logits: torch.Tensor | None,
-        shape: torch.Size,
     ) -> torch.Tensor:
         """Ranking (confidence unmasking): `(B, L)` probability of each proposal under the
-        sampler's `rows`, or under `ranking_logits` (checked against `model_output`'s `shape`)
-        when given; -1 at positions that were not masked."""
+        sampler's `rows`, or under `ranking_logits` (checked with the step's inputs) when given;
+        -1 at positions that were not masked."""
         if ranking_logits is not None:
-            check_ranking_logits(ranking_logits, shape)
             rows = masked_rows(ranking_logits, masked, mask_id)  # (M, V)
         return proposal_confidence(rows, pred, masked)  # (B, L)
 

@@ -97,6 +97,25 @@ def _surfaces(tokenizer: Any, n: int) -> list[tuple[str, bool] | None]:
     return out
 
 
+def _check_bridge_args(source_tokenizer: Any, target_tokenizer: Any, max_slots: Any) -> None:
+    """The tokenizers and `max_slots` of :class:`VocabularyBridge`."""
+    for arg, tok in (
+        ("source_tokenizer", source_tokenizer),
+        ("target_tokenizer", target_tokenizer),
+    ):
+        if not (hasattr(tok, "get_vocab") and hasattr(tok, "__len__")):
+            raise ValueError(
+                f"VocabularyBridge `{arg}` must be a Hugging Face tokenizer, got "
+                f"{type(tok).__name__}. Pass e.g. `AutoTokenizer.from_pretrained(...)`."
+            )
+    if max_slots is not None and (
+        not isinstance(max_slots, int) or isinstance(max_slots, bool) or max_slots < 1
+    ):
+        raise ValueError(
+            f"VocabularyBridge `max_slots` must be a positive int or None, got {max_slots!r}."
+        )
+
+
 class VocabularyBridge(nn.Module):
     r"""Differentiable map from relaxed source tokens to relaxed target tokens (see module doc).
 
@@ -129,10 +148,7 @@ class VocabularyBridge(nn.Module):
         target_vocab_size: int | None = None,
     ):
         super().__init__()
-        if max_slots is not None and (not isinstance(max_slots, int) or max_slots < 1):
-            raise ValueError(
-                f"VocabularyBridge `max_slots` must be a positive int or None, got {max_slots!r}."
-            )
+        _check_bridge_args(source_tokenizer, target_tokenizer, max_slots)
         n_src = len(source_tokenizer)
         Vs = n_src if source_vocab_size is None else source_vocab_size
         Vt = len(target_tokenizer) if target_vocab_size is None else target_vocab_size
@@ -205,6 +221,13 @@ class VocabularyBridge(nn.Module):
             for `SparseRows`, `SparseRows` of shape `(B, L * S, Vt)` with the same k entries per
             slot (slot `s` of position `l` holds `spelling[s][x.index[l]]` with `x.weight[l]`).
         """
+        if not isinstance(x, (Tensor, SparseRows)) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"VocabularyBridge expects `x` as a float tensor of shape (B, L, "
+                f"{self.source_vocab_size}) or SparseRows, got {got}. Pass relaxed one-hots, "
+                "e.g. `F.one_hot(ids, V).float()`."
+            )
         if x.ndim != 3 or x.shape[-1] != self.source_vocab_size:
             raise ValueError(
                 f"VocabularyBridge expects `x` of shape (B, L, {self.source_vocab_size}), got "

@@ -130,6 +130,11 @@ def onloaded(module: nn.Module) -> Iterator[None]:
     between calls and is brought in by the module's hook only for its own forward; reading it
     directly needs `accelerate.utils.align_module_device`. Tensors taken from the weight inside
     stay valid after the block (autograd keeps the ones it saved)."""
+    if not isinstance(module, nn.Module):
+        raise ValueError(
+            f"`module` must be a torch.nn.Module (the model's input embedding), got "
+            f"{type(module).__name__}. Pass `model.get_input_embeddings()`."
+        )
     weight = getattr(module, "weight", None)
     if not (isinstance(weight, Tensor) and weight.device.type == "meta"):
         yield

@@ -81,7 +81,9 @@ CASES = [
     ("batch-size-0", ["--batch-size", "0"], 2, "--batch-size: expected an integer >= 1", False),
     ("length-over-positions", ["--length", "600"], 2, "exceeds the model's 512 positions", False),
     # generation and guidance values: the message names the flag
-    ("temperature-negative", ["--temperature", "-1"], 2, "`--temperature` must be >= 0", False),
+    ("temperature-negative", ["--temperature", "-1"], 2, "`--temperature` must be a finite number >= 0, got -1.0", False),
+    ("temperature-inf", ["--temperature", "inf"], 2, "`--temperature` must be a finite number >= 0, got inf", False),
+    ("ranking-prior-random-order", ["--ranking", "prior", "--unmasking", "random"], 2, "`--ranking prior` ranks the positions that confidence order commits, got `--unmasking random`", False),
     ("n-opt-steps-negative", ["--n-opt-steps", "-1"], 2, "`--n-opt-steps` must be an integer >= 0", False),
     ("lr-zero", ["--lr", "0"], 2, "`--lr` must be > 0, got 0.0. Try `--lr 0.1`", False),
     ("kl-weight-negative", ["--kl-weight", "-1"], 2, "`--kl-weight` must be >= 0", False),

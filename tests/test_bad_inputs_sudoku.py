@@ -91,7 +91,22 @@ CASES = [
     (
         "temperature-negative",
         [GOOD, *OUT, "--temperature", "-1"],
-        "`--temperature` must be >= 0, got -1.0",
+        "`--temperature` must be a finite number >= 0, got -1.0",
+    ),
+    (
+        "temperature-inf",
+        [GOOD, *OUT, "--temperature", "inf"],
+        "`--temperature` must be a finite number >= 0, got inf",
+    ),
+    (
+        "pruning-without-backtrack",
+        [GOOD, *OUT, "--pruning", "peers", "--no-backtrack"],
+        "`--pruning` sets the backtracking search, got `--no-backtrack`",
+    ),
+    (
+        "max-prior-calls-without-backtrack",
+        [GOOD, *OUT, "--max-prior-calls", "5", "--no-backtrack"],
+        "`--max-prior-calls` sets the backtracking search, got `--no-backtrack`",
     ),
     # search
     (
@@ -109,6 +124,12 @@ CASES = [
         "smc-guided-confidence",
         [GOOD, *OUT, "--search", "smc", "--temperature", "1"],
         "needs `--unmasking random`, got `--unmasking confidence`",
+    ),
+    (
+        "smc-ranking-prior-random-order",
+        [GOOD, *OUT, "--search", "smc", "--ranking", "prior", "--unmasking", "random"],
+        "`--ranking prior` ranks the positions that confidence order commits, got `--unmasking "
+        "random`",
     ),
     (
         "search-and-restarts",

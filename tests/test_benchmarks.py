@@ -272,6 +272,7 @@ def test_script_help(bench_path, name, capsys):
         ("rewards", "rewards_cuda", ["--report-only", "--name", "rewards_cuda"]),
         ("sudoku", "sudoku", ["--report-only"]),
         ("text_steering", "text_steering", ["--report-only"]),
+        ("scaling", "scaling", ["--report-only"]),  # an older file: the script's own machine keys
     ],
 )
 def test_committed_markdown_is_what_the_script_renders(
@@ -323,3 +324,26 @@ def test_sudoku_tiny_run(request, tmp_path):  # generates and checks a test set:
 def test_committed_markdown_of_the_newer_scripts_is_what_they_render(bench_path, name):
     result = json.loads((RESULTS / f"{name}.json").read_text())
     assert load_script(name).render(result) == (RESULTS / f"{name}.md").read_text()
+
+
+def test_scaling_report_states_the_machine_and_load_of_new_runs(bench_path, common):
+    """Results recorded through `_common.machine_info` get a "Machine:" sentence with the load;
+    the rest of the report is the same as for the older record."""
+    old = json.loads((RESULTS / "scaling.json").read_text())
+    machine = common.machine_info("cpu")
+    machine["load_average"] = [1.5, 2.25, 3.0]
+    new = {**old, "machine": machine, "command": common.command_line("scaling", ["--seeds", "0"])}
+    new.pop("later_commands")
+    scaling = load_script("scaling")
+    old_md, new_md = scaling.render(old), scaling.render(new)
+    st = old["settings"]
+    assert new_md.splitlines()[2].startswith(
+        "Command: `python benchmarks/scaling.py --seeds 0`. Machine: "
+        f"{machine['processor']}, {machine['cpu_count']} cores (shared; load [1.5, 2.25, 3.0] at "
+        f"the last command's start), torch {torch.__version__} on {st['threads']} thread(s). "
+        f"{st['prompts']} held-out prompts x {st['samples']} rows, {st['length']} new tokens, "
+        f"{st['steps']} denoising steps; unguided batch "
+    )
+    assert "Machine:" not in old_md
+    tail = "; unguided batch"  # from here on the two reports agree
+    assert new_md[new_md.index(tail) :] == old_md[old_md.index(tail) :]

@@ -4,6 +4,7 @@ is about what it ranks."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from redge_guidance.sudoku import SudokuSolver
 from redge_guidance.sudoku import data as sd
 from redge_guidance.sudoku import layout as sl
+from redge_guidance.sudoku._defaults import SOLVER
 from redge_guidance.sudoku.prior import DigitDenoiser
 from redge_guidance.sudoku.rules import (
     clashing_cells,
@@ -241,24 +243,12 @@ def test_cli_search_flags_reach_the_solver(tmp_path, monkeypatch):
     assert out.read_text().split("\n")[0] == sd.grid_to_str(pairs[0][1])
     assert main([*argv, "--overwrite", "--no-backtrack", "--n-opt-steps", "0"]) in (0, 1)
     assert seen["search"] == "none"
-    # The flags not given take the solver's own defaults (its signature is their one source).
-    default = _solver_defaults()
-    assert (seen["pruning"], seen["max_prior_calls"]) == (
-        default["pruning"],
-        default["max_prior_calls"],
-    )
+    # The flags not given take the solver's own defaults (`sudoku._defaults` is their one source).
+    assert (seen["pruning"], seen["max_prior_calls"]) == (SOLVER.pruning, SOLVER.max_prior_calls)
     assert (seen["num_inference_steps"], seen["restarts"]) == (
-        default["num_inference_steps"],
-        default["restarts"],
+        SOLVER.num_inference_steps,
+        SOLVER.restarts,
     )
-
-
-def _solver_defaults() -> dict:
-    """The keyword defaults of `SudokuSolver`, read here independently of the CLI."""
-    import inspect
-
-    params = inspect.signature(SudokuSolver).parameters.values()
-    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 def test_cli_unset_search_flags_take_the_solver_defaults_and_help_quotes_them():
@@ -267,7 +257,7 @@ def test_cli_unset_search_flags_take_the_solver_defaults_and_help_quotes_them():
 
     parser = build_parser()
     args = parser.parse_args(["sudoku", "p.txt", "--output", "x.txt"])
-    default = _solver_defaults()
+    default = asdict(SOLVER)
     assert default["search"] != "none"  # else `--backtrack` / `--no-backtrack` would not differ
     assert backtrack_options(args) == {
         name: default[name] for name in ("search", "pruning", "max_prior_calls")
@@ -282,17 +272,6 @@ def test_cli_unset_search_flags_take_the_solver_defaults_and_help_quotes_them():
     assert f"default {default['restarts']};" in helps["restarts"]
     assert f"'{default['pruning']}' (default)" in helps["pruning"]
     assert f"(default {default['max_prior_calls']})" in helps["max_prior_calls"]
-
-
-def test_from_pretrained_has_the_constructors_defaults():
-    import inspect
-
-    params = inspect.signature(SudokuSolver.from_pretrained).parameters.values()
-    loaded = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
-    default = _solver_defaults()
-    assert loaded.pop("guidance") == "default" and default.pop("guidance") is None
-    assert loaded.pop("path") is None  # the shipped prior
-    assert loaded == default
 
 
 def test_backtrack_search_validates_its_options():

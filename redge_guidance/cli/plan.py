@@ -23,7 +23,7 @@ from .checks import check_output_path, has_content
 from .io import UsageError, iter_rows, read_prompts, row_key, shard_path, shard_paths
 from .judging import resolve_judges
 from .options import build_guidance_config, guidance_settings, to_flags
-from .search import SearchSettings, check_search, search_settings
+from .search import SearchSettings, check_ranking, check_search, search_settings
 
 __all__ = [
     "CLI_GUIDANCE_DEFAULTS",
@@ -193,8 +193,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("`--prompt-column` applies to `--prompts FILE` only.")
     if not math.isfinite(args.temperature) or args.temperature < 0:
         raise UsageError(
-            f"`--temperature` must be >= 0, got {args.temperature}; use 1.0 to sample the "
-            "model's distribution."
+            f"`--temperature` must be a finite number >= 0, got {args.temperature}; use 1.0 to "
+            "sample the model's distribution."
         )
     if args.steps > args.length:
         raise UsageError(
@@ -284,12 +284,7 @@ def make_plan(args: argparse.Namespace, prog: str) -> GeneratePlan:
     except ValueError as err:
         raise UsageError(to_flags(str(err), GENERATE_FLAGS)) from None
     config = build_guidance_config(guidance_settings(args, CLI_GUIDANCE_DEFAULTS, prog), prog)
-    if args.ranking == "prior" and args.order != "confidence":
-        raise UsageError(
-            "`--ranking prior` ranks the positions that confidence order commits, got "
-            f"`--unmasking {args.order}`, which ranks nothing. Add `--unmasking confidence`, or "
-            "drop `--ranking`."
-        )
+    check_ranking(args.ranking, args.order)
     search = search_settings(args)
     if search is not None:
         largest = min(args.batch_size, len(prompts) * args.num_samples)

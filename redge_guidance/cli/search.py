@@ -28,6 +28,7 @@ __all__ = [
     "SEARCH_FLAGS",
     "SearchSettings",
     "add_search_flags",
+    "check_ranking",
     "check_search",
     "search_settings",
 ]
@@ -281,6 +282,16 @@ def search_settings(args: argparse.Namespace) -> SearchSettings | None:
     return SearchSettings(config=config, budget=budget, keep_particles=keep)
 
 
+def check_ranking(ranking: str | None, unmasking: str) -> None:
+    """`--ranking prior` needs `--unmasking confidence` (random order ranks nothing)."""
+    if ranking == "prior" and unmasking != "confidence":
+        raise UsageError(
+            "`--ranking prior` ranks the positions that confidence order commits, got "
+            f"`--unmasking {unmasking}`, which ranks nothing. Add `--unmasking confidence`, or "
+            "drop `--ranking`."
+        )
+
+
 def check_search(
     settings: SearchSettings,
     *,
@@ -307,6 +318,7 @@ def check_search(
         rows (`int`): the largest batch, in prompts (for the budget's first unit).
     """
     method, cfg = settings.method, settings.config
+    check_ranking(ranking, unmasking)
     if isinstance(cfg, SMCConfig):
         if argmax_flag is not None:
             typed, fix = argmax_flag

@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..sudoku._defaults import GUIDANCE, NO_PRIOR, SOLVER
 from .checks import check_output_path, has_content, resolve_device
 from .io import LineWriter, UsageError, repair_trailing_line
 from .options import check_estimator, to_flags
 from .search import check_search, search_settings
-from .sudoku_flags import SUDOKU_DEFAULTS, add_sudoku_flags
+from .sudoku_flags import add_sudoku_flags
 
 __all__ = ["add_parser", "run"]
 
@@ -130,7 +131,8 @@ def _read_puzzles(path: str) -> _Input:
 
 def _check_options(args: argparse.Namespace, puzzles: _Input):
     """Estimator, step counts and device, before any work; returns the guidance config or None."""
-    check_estimator(args.g_estimator or SUDOKU_DEFAULTS["estimator"])
+    default_estimator = NO_PRIOR.estimator if args.no_prior else GUIDANCE["estimator"]
+    check_estimator(args.g_estimator or default_estimator)
     n_opt = args.g_n_opt_steps
     if n_opt is not None and n_opt < 0:
         raise UsageError(
@@ -140,13 +142,18 @@ def _check_options(args: argparse.Namespace, puzzles: _Input):
     if args.no_prior and n_opt == 0:
         raise UsageError(
             "`--no-prior` optimises the logits directly, so `--n-opt-steps` must be >= 1 (default "
-            "2000)."
+            f"{NO_PRIOR.n_steps})."
         )
     for flag, given in _backtrack_flags(args):
         if given and args.no_prior:
             raise UsageError(
                 f"`{flag}` does not combine with `--no-prior`: with no prior there is nothing to "
                 "rank the search's moves. Drop one."
+            )
+        if given and args.backtrack is False and flag != "--backtrack/--no-backtrack":
+            raise UsageError(
+                f"`{flag}` sets the backtracking search, got `--no-backtrack`. Drop `{flag}`, "
+                "or drop `--no-backtrack`."
             )
     blanks = max((81 - p.num_clues for _, p in puzzles.good), default=0)
     if args.steps is not None and not args.no_prior and 0 < blanks < args.steps:
@@ -158,8 +165,8 @@ def _check_options(args: argparse.Namespace, puzzles: _Input):
     t = args.temperature
     if not math.isfinite(t) or t < 0:
         raise UsageError(
-            f"`--temperature` must be >= 0, got {t}; use 0 for argmax (the default) or 1 to "
-            "sample the prior's distribution."
+            f"`--temperature` must be a finite number >= 0, got {t}; use 0 for argmax (the "
+            "default) or 1 to sample the prior's distribution."
         )
     args.resolved_device = resolve_device(args.device)
     args.search_settings = _check_search(args, puzzles, n_opt)
@@ -167,7 +174,7 @@ def _check_options(args: argparse.Namespace, puzzles: _Input):
         return None
     from ..sudoku.solver import default_guidance
 
-    n_opt = SUDOKU_DEFAULTS["n_opt_steps"] if n_opt is None else n_opt
+    n_opt = GUIDANCE["n_opt_steps"] if n_opt is None else n_opt
     overrides: dict[str, Any] = {"n_opt_steps": n_opt}
     if args.g_estimator:
         overrides["estimator"] = args.g_estimator
@@ -210,7 +217,7 @@ def _check_search(args: argparse.Namespace, puzzles: _Input, n_opt: int | None):
         argmax_flag=("--temperature 0", "--temperature 1") if args.temperature == 0 else None,
         unmasking=args.unmasking,
         ranking=args.ranking,
-        steps=solver_defaults()["num_inference_steps"] if args.steps is None else args.steps,
+        steps=SOLVER.num_inference_steps if args.steps is None else args.steps,
         rows=min(args.batch_size, len(puzzles.good)),
     )
     return settings
@@ -225,17 +232,6 @@ def _backtrack_flags(args: argparse.Namespace) -> list[tuple[str, bool]]:
     ]
 
 
-def solver_defaults() -> dict[str, Any]:
-    """The keyword defaults of `SudokuSolver`, the one place they are set (the flags that leave
-    an option unset default to None and take the solver's value)."""
-    import inspect
-
-    from ..sudoku.solver import SudokuSolver
-
-    params = inspect.signature(SudokuSolver).parameters.values()
-    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
-
-
 def backtrack_options(args: argparse.Namespace) -> dict[str, Any]:
     """`SudokuSolver`'s search keywords from `--backtrack`, `--pruning`, `--max-prior-calls`."""
     given = {
@@ -243,8 +239,9 @@ def backtrack_options(args: argparse.Namespace) -> dict[str, Any]:
         "pruning": args.pruning,
         "max_prior_calls": args.max_prior_calls,
     }
-    default = solver_defaults()
-    return {name: default[name] if value is None else value for name, value in given.items()}
+    return {
+        name: getattr(SOLVER, name) if value is None else value for name, value in given.items()
+    }
 
 
 def sampler_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -253,7 +250,7 @@ def sampler_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "unmasking": args.unmasking,
         "decode": "argmax" if t == 0 else "sample",
-        "temperature": t if t > 0 else 1.0,
+        "temperature": t if t > 0 else SOLVER.temperature,  # not read by argmax
     }
 
 
@@ -298,12 +295,12 @@ def _make_solver(args: argparse.Namespace, guidance: Any):
     from ..sudoku.solver import SudokuSolver, solve_without_prior
 
     if args.no_prior:
-        n_steps = 2000 if args.g_n_opt_steps is None else args.g_n_opt_steps
+        n_steps = NO_PRIOR.n_steps if args.g_n_opt_steps is None else args.g_n_opt_steps
 
         def solve(batch: list[Any], generator: Any):
             return solve_without_prior(
                 batch,
-                estimator=args.g_estimator or SUDOKU_DEFAULTS["estimator"],
+                estimator=args.g_estimator or NO_PRIOR.estimator,
                 n_steps=n_steps,
                 generator=generator,
                 batch_size=len(batch),
@@ -312,11 +309,10 @@ def _make_solver(args: argparse.Namespace, guidance: Any):
 
         return solve
     logger.info("loading the Sudoku prior")
-    default = solver_defaults()
     solver = SudokuSolver.from_pretrained(
         guidance=guidance,
-        num_inference_steps=default["num_inference_steps"] if args.steps is None else args.steps,
-        restarts=default["restarts"] if args.restarts is None else args.restarts,
+        num_inference_steps=SOLVER.num_inference_steps if args.steps is None else args.steps,
+        restarts=SOLVER.restarts if args.restarts is None else args.restarts,
         **sampler_options(args),
         **backtrack_options(args),
         device=args.resolved_device,

@@ -1,23 +1,21 @@
 """The flags of `redge-guidance sudoku` (its parser; the run is in `sudoku.py`).
 
 The flags that leave a solver option unset default to None, so that the run can tell a given flag
-from an absent one; `SudokuSolver`'s own defaults fill them in (`sudoku.solver_defaults`). The
-help texts quote those defaults; the tests check that they agree with the solver's signature.
+from an absent one; the solver's own defaults fill them in. Those defaults, and the ones the help
+texts quote, are read from `redge_guidance.sudoku._defaults`, where each is set once.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from ..sudoku._defaults import GUIDANCE, NO_PRIOR, SOLVER
 from .checks import add_run_flags
 from .io import int_at_least
 from .options import add_guidance_flags
 from .search import add_search_flags
 
-__all__ = ["SUDOKU_DEFAULTS", "add_sudoku_flags"]
-
-#: The solver's guidance defaults where the CLI shows them.
-SUDOKU_DEFAULTS = {"estimator": "straight_through", "n_opt_steps": 20}
+__all__ = ["add_sudoku_flags"]
 
 _positive_int = int_at_least(1)
 _nonneg_int = int_at_least(0)
@@ -57,15 +55,17 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="denoising steps (prior calls); default 12 (ignored with --no-prior)",
+        help=f"denoising steps (prior calls); default {SOLVER.num_inference_steps} (ignored with "
+        "--no-prior)",
     )
     add_guidance_flags(
         p,
         only=("estimator", "n_opt_steps"),
-        defaults=SUDOKU_DEFAULTS,
+        defaults=GUIDANCE,
         helps={
-            "n_opt_steps": "Adam steps of the guidance per denoising step (default 20; 0 = the "
-            "prior alone), or in total with --no-prior (default 2000)"
+            "n_opt_steps": "Adam steps of the guidance per denoising step (default "
+            f"{GUIDANCE['n_opt_steps']}; 0 = the prior alone), or in total with --no-prior "
+            f"(default {NO_PRIOR.n_steps})"
         },
     )
     p.add_argument(
@@ -73,14 +73,17 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
         type=_nonneg_int,
         default=None,
         metavar="N",
-        help="re-solve grids that still break a rule up to this many times (default 4; 0 = one "
-        "pass; ignored with --no-prior)",
+        help="re-solve grids that still break a rule up to this many times (default "
+        f"{SOLVER.restarts}; 0 = one pass; ignored with --no-prior)",
     )
     p.add_argument(
         "--unmasking",
         choices=("confidence", "random"),
-        default="confidence",
-        help="which blank cells each step fills: the most confident first (default) or at random",
+        default=SOLVER.unmasking,
+        help="which blank cells each step fills: "
+        + _choices_text(
+            {"confidence": "the most confident first", "random": "at random"}, "unmasking"
+        ),
     )
     p.add_argument(
         "--temperature",
@@ -91,27 +94,36 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _choices_text(words: dict[str, str], option: str) -> str:
+    """`words`' values joined by "or", the solver's default for `option` marked "(default)"."""
+    default = getattr(SOLVER, option)
+    return " or ".join(w + (" (default)" if c == default else "") for c, w in words.items())
+
+
 def _add_backtrack_args(p: argparse.ArgumentParser) -> None:
     """The backtracking search through the prior, and `--no-prior` (which has none)."""
     p.add_argument(
         "--backtrack",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="search through the prior first, backtracking at dead ends (default); the "
-        "negated flag runs the denoising passes alone",
+        help="search through the prior first, backtracking at dead ends"
+        + (" (default)" if SOLVER.search == "backtrack" else "")
+        + "; the negated flag runs the denoising passes alone",
     )
     p.add_argument(
         "--pruning",
         choices=("units", "peers"),
         default=None,
-        help="rules the backtracking search applies: 'units' (default) or 'peers'",
+        help="rules the backtracking search applies: "
+        + _choices_text({"units": "'units'", "peers": "'peers'"}, "pruning"),
     )
     p.add_argument(
         "--max-prior-calls",
         type=_positive_int,
         default=None,
         metavar="N",
-        help="prior calls per puzzle before the search hands it to the denoising pass (default 64)",
+        help="prior calls per puzzle before the search hands it to the denoising pass (default "
+        f"{SOLVER.max_prior_calls})",
     )
     p.add_argument("--no-prior", action="store_true", help="optimise the logits directly, no prior")
 

@@ -73,12 +73,13 @@ def make_search_solver(args: Any, guidance: Any, settings: SearchSettings):
 
     from ..search import search
     from ..sudoku import layout as sl
+    from ..sudoku._defaults import SOLVER
     from ..sudoku.results import puzzles_to_tensor, score_grids
     from ..sudoku.solver import SudokuSolver
-    from .sudoku import sampler_options, solver_defaults
+    from .sudoku import sampler_options
 
     logger.info("loading the Sudoku prior")
-    steps = solver_defaults()["num_inference_steps"] if args.steps is None else args.steps
+    steps = SOLVER.num_inference_steps if args.steps is None else args.steps
     solver = SudokuSolver.from_pretrained(
         guidance=guidance,
         num_inference_steps=steps,

@@ -95,3 +95,13 @@ def check_inputs(
             f"`attention_mask` must be a tensor of shape {(B, L)} or None, got "
             + _describe(attention_mask)
         )
+    for name, tensor in (
+        ("sample", sample),
+        ("editable", editable),
+        ("attention_mask", attention_mask),
+    ):
+        if tensor is not None and tensor.device != logits.device:
+            raise ValueError(
+                f"`{name}` is on {tensor.device} but `logits` is on {logits.device}; they must be "
+                f"on the same device. Move it with `{name}.to(logits.device)`."
+            )

@@ -332,7 +332,8 @@ class GuidanceConfig:
         return self.guide_start <= frac < self.guide_stop and step % self.guide_every == 0
 
     def replace(self, **changes: Any) -> GuidanceConfig:
-        """A copy with ``changes`` applied (validated; old field names accepted with a warning)."""
+        """A copy with ``changes`` applied (validated; old field names accepted with a warning).
+        An unknown name raises a `ValueError` listing the valid ones."""
         return dataclasses.replace(self, **upgrade_names(changes, "GuidanceConfig.replace"))
 
     # -- serialisation ---------------------------------------------------------------------------
@@ -433,12 +434,17 @@ class GuidanceConfig:
 
 
 def _accept_old_names(generated: Callable[..., None]) -> Callable[..., None]:
-    """Wrap the dataclass ``__init__`` so the pre-0.2 names still work for one release."""
+    """Wrap the dataclass ``__init__`` so the pre-0.2 names still work for one release, and an
+    unknown name is a `ValueError` that lists the valid ones (not the generated `TypeError`)."""
 
     @functools.wraps(generated)
     def __init__(self: GuidanceConfig, *args: Any, **kwargs: Any) -> None:
         if kwargs.keys() & RENAMED.keys():
             kwargs = upgrade_names(kwargs, "GuidanceConfig")
+        valid = [f.name for f in dataclasses.fields(GuidanceConfig)]
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            raise ValueError(f"Unknown GuidanceConfig fields {unknown}. Valid fields: {valid}.")
         generated(self, *args, **kwargs)
 
     return __init__

@@ -115,6 +115,12 @@ def _pipeline(pipe_or_model: Any, mask_token_id: int | None) -> Any:
                 "`pipe_or_model` has no mask token id (neither its scheduler nor its tokenizer). "
                 "Build it with `MaskedDiffusionPipeline.from_model(model, mask_token_id=...)`."
             )
+        if mask_token_id is not None and mask_token_id != pipe_or_model.mask_token_id:
+            raise ValueError(
+                f"`mask_token_id` is {mask_token_id!r} but the pipeline's is "
+                f"{pipe_or_model.mask_token_id}. `mask_token_id` is for a bare model; drop it "
+                "when passing a pipeline."
+            )
         return pipe_or_model
     if isinstance(pipe_or_model, torch.nn.Module):
         if mask_token_id is None:
@@ -191,10 +197,22 @@ def _device(pipe: Any) -> torch.device:
 
 def _inputs(pipe: Any, input_ids, length, attention_mask, fixed_mask) -> Inputs:
     """Validate the rows and build ``(ids, attention_mask, fixed)`` on the model's device."""
+    from pipelines._checks import (
+        check_ids_in_vocab,
+        check_mask_id_in_vocab,
+        check_same_device,
+        is_int,
+    )
+    from pipelines._model_io import config_int
+
     mask_id = pipe.mask_token_id
     if isinstance(input_ids, list):
         widths = {len(row) for row in input_ids if isinstance(row, list)}
-        if not input_ids or len(widths) != 1 or not all(isinstance(r, list) for r in input_ids):
+        if (
+            not input_ids
+            or len(widths) != 1
+            or not all(isinstance(r, list) and all(is_int(i) for i in r) for r in input_ids)
+        ):
             raise ValueError(
                 f"`input_ids` as a list must be a non-empty list of equal-length lists of ints, "
                 f"got {input_ids!r}. Pad the rows (and pass `attention_mask`) or pass a tensor."
@@ -210,12 +228,17 @@ def _inputs(pipe: Any, input_ids, length, attention_mask, fixed_mask) -> Inputs:
         raise ValueError(
             f"`input_ids` must have shape (B, L) or (L,), got {tuple(input_ids.shape)}."
         )
+    vocab = config_int(pipe.model, ("vocab_size",))
+    if vocab is not None:
+        check_mask_id_in_vocab(mask_id, vocab, "the model")
+    check_ids_in_vocab("input_ids", ids, vocab)
     am = torch.ones_like(ids) if attention_mask is None else attention_mask
     if not isinstance(am, torch.Tensor) or am.shape != ids.shape:
         raise ValueError(
             f"`attention_mask` must be a tensor of the shape of `input_ids` {tuple(ids.shape)}, "
             f"got {getattr(am, 'shape', type(am).__name__)}."
         )
+    check_same_device("attention_mask", am, "input_ids", ids)
     if fixed_mask is None:
         fixed = ids != mask_id
     elif (
@@ -228,6 +251,7 @@ def _inputs(pipe: Any, input_ids, length, attention_mask, fixed_mask) -> Inputs:
             f"got {getattr(fixed_mask, 'shape', type(fixed_mask).__name__)}."
         )
     else:
+        check_same_device("fixed_mask", fixed_mask, "input_ids", ids)
         fixed = fixed_mask
     fixed = fixed | (am == 0)
     if length is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,6 +65,11 @@ class _Serialisable:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
         """Build from ``to_dict``'s output (``"method"``, if present, must match)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(
+                f"`data` must be a dict of {cls.__name__} fields, got {data!r}. Pass e.g. "
+                f"`{cls.__name__}.from_dict(config.to_dict())`."
+            )
         data = dict(data)
         method = data.pop("method", getattr(cls, "method", None))
         if method != getattr(cls, "method", None):

@@ -111,8 +111,10 @@ def smc_llada2(
         (as the pipeline returns them); ``particles`` ``(B, K, gen_length)``.
     """
     mask_id = _check(pipe, reward, input_ids, config, gen_length, temperature, mask_token_id)
-    block = block_length or int(pipe.scheduler.config.block_length)
     ids = input_ids.unsqueeze(0) if input_ids.dim() == 1 else input_ids
+    _check_options(pipe, ids, mask_id, attention_mask, block_length, num_inference_steps)
+    _check_thresholds(threshold, editing_threshold, generator)
+    block = block_length or int(pipe.scheduler.config.block_length)
     B, K = ids.shape[0], config.num_particles
     am = torch.ones_like(ids) if attention_mask is None else attention_mask.reshape(ids.shape)
     window_mask = _window_mask(am.long().repeat_interleave(K, dim=0), gen_length, block)
@@ -166,6 +168,60 @@ def _check_budget(budget: Budget | None, most: int) -> None:
             "(rows × blocks × steps per block). Raise the budget or lower the particles, "
             "`gen_length` or `num_inference_steps`."
         )
+
+
+def _check_options(pipe, ids, mask_id, attention_mask, block_length, num_inference_steps) -> None:
+    """Ids and mask id in the model's vocabulary, the prompt mask, the sizes; before any work."""
+    from pipelines._checks import (
+        check_ids_in_vocab,
+        check_mask_id_in_vocab,
+        check_positive_int,
+        check_same_device,
+        is_int,
+    )
+
+    if not is_int(mask_id) or mask_id < 0:
+        raise ValueError(
+            f"`mask_token_id` must be a non-negative integer, got {mask_id!r}. Pass the "
+            "tokenizer's `mask_token_id`."
+        )
+    vocab = getattr(getattr(pipe.model, "config", None), "vocab_size", None)
+    if is_int(vocab):
+        check_mask_id_in_vocab(mask_id, vocab, "the model")
+        check_ids_in_vocab("input_ids", ids, vocab)
+    if attention_mask is not None:
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.numel() != ids.numel():
+            got = (
+                tuple(attention_mask.shape)
+                if isinstance(attention_mask, torch.Tensor)
+                else type(attention_mask).__name__
+            )
+            raise ValueError(
+                f"`attention_mask` must be a tensor of the shape of `input_ids` "
+                f"{tuple(ids.shape)}, got {got}. Pass 1 at prompt tokens, 0 at padding."
+            )
+        check_same_device("attention_mask", attention_mask, "input_ids", ids)
+    if block_length is not None:
+        check_positive_int("block_length", block_length, "32")
+    check_positive_int("num_inference_steps", num_inference_steps, "32")
+
+
+def _check_thresholds(threshold: Any, editing_threshold: Any, generator: Any) -> None:
+    """The pipeline's commit and edit thresholds as finite numbers, the generator's type."""
+    from pipelines._checks import check_generator, is_real
+
+    if not is_real(threshold) or not 0.0 <= threshold < math.inf:
+        raise ValueError(
+            f"`threshold` must be a finite number >= 0, got {threshold!r}: in [0, 1] the "
+            "confidence that commits a token, above 1 top-k commits only. Use e.g. 0.7."
+        )
+    e = editing_threshold
+    if e is not None and (not is_real(e) or not math.isfinite(e)):
+        raise ValueError(
+            f"`editing_threshold` must be a finite number or None, got {e!r}. Use e.g. 0.5, "
+            "or None (or a value <= 0) to turn editing off."
+        )
+    check_generator(generator)
 
 
 def _window_mask(prompt_mask: torch.Tensor, gen_length: int, block: int) -> torch.Tensor:

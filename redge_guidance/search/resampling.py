@@ -83,6 +83,17 @@ def resample(
     """
     if scheme not in RESAMPLERS:
         raise ValueError(f"`scheme` must be one of {list(RESAMPLERS)}, got {scheme!r}.")
+    if not isinstance(log_w, torch.Tensor) or log_w.ndim != 2 or not log_w.is_floating_point():
+        got = (log_w.dtype, tuple(log_w.shape)) if isinstance(log_w, torch.Tensor) else log_w
+        raise ValueError(
+            f"`log_w` must be a float tensor of shape (B, K) (log-weights of K particles per "
+            f"prompt), got {got!r}. Use `log_w[None]` for a single prompt."
+        )
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(
+            f"`generator` must be a torch.Generator or None, got {generator!r}. Pass e.g. "
+            "`torch.Generator().manual_seed(0)`."
+        )
     return RESAMPLERS[scheme](normalised_weights(log_w), generator)
 
 

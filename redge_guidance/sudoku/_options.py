@@ -94,8 +94,17 @@ def _check_positive_int(name: str, value: Any, example: str) -> None:
         )
 
 
-def _check_search(search: Any, pruning: Any, max_prior_calls: Any, search_guidance: Any) -> None:
-    """The search options of :class:`SudokuSolver`."""
+def _check_remask(remask: Any, remask_eta: Any) -> None:
+    """`remask` and `remask_eta` by the scheduler's own rule (a scheduler is cheap to build)."""
+    from pipelines import MaskedDiffusionScheduler
+
+    MaskedDiffusionScheduler(remask=remask, remask_eta=remask_eta)
+
+
+def _check_search(
+    search: Any, pruning: Any, max_prior_calls: Any, search_guidance: Any, guided: bool = True
+) -> None:
+    """The search options of :class:`SudokuSolver` (`guided`: the solver has a guidance)."""
     if search not in _SEARCHES:
         raise ValueError(
             f"`search` must be one of {list(_SEARCHES)}, got {search!r}. Use 'backtrack' (search "
@@ -111,4 +120,10 @@ def _check_search(search: Any, pruning: Any, max_prior_calls: Any, search_guidan
         raise ValueError(
             f"`search_guidance` must be a bool, got {search_guidance!r}. Use False (the "
             "default: the search ranks moves by the prior alone) or True."
+        )
+    if search_guidance and (search != "backtrack" or not guided):
+        given = f"`search={search!r}`" if search != "backtrack" else "`guidance=None`"
+        raise ValueError(
+            f"`search_guidance=True` steers the backtracking search with the guidance, got "
+            f"{given}. Pass `search='backtrack'` and a `guidance`, or `search_guidance=False`."
         )

@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from . import layout as sl
+from ._defaults import GUIDANCE, NO_PRIOR, SOLVER
 from ._options import (
     _batch_generators,
     _check_positive_int,
+    _check_remask,
     _check_sampler,
     _check_search,
     _make_generator,
@@ -71,22 +73,7 @@ def default_guidance(**overrides: Any) -> GuidanceConfig:
     """
     from ..guidance import GuidanceConfig
 
-    options: dict[str, Any] = {
-        # Straight-through: as good as the others at 20-100 inner steps here and the cheapest.
-        "estimator": "straight_through",
-        # 20 inner steps per denoising step: 100 gained nothing on the tuning puzzles.
-        "n_opt_steps": 20,
-        "lr": 0.1,
-        # Lower than the paper's 1: the reward's signal must beat an already good prior's KL.
-        "kl_weight": 0.3,
-        # 16 relaxed draws per inner step: one draw gave noisy gradients and confident wrong
-        # commits (90.6% -> 95-97% solved on the tuning puzzles); draws are cheap next to the prior.
-        "num_relaxed_samples": 16,
-        # Hand the guided logits to the scheduler, whose confidence order then uses them.
-        "handoff": "logits",
-        "record_rewards": False,
-    }
-    options.update(overrides)
+    options = {**GUIDANCE, **overrides}
     return GuidanceConfig(**options)
 
 
@@ -141,18 +128,18 @@ class SudokuSolver:
         model: torch.nn.Module | None,
         *,
         guidance: GuidanceConfig | None = None,
-        num_inference_steps: int = 12,
-        unmasking: Literal["confidence", "random"] = "confidence",
-        remask: Literal["none", "cap", "rescale"] | float = "none",
-        remask_eta: float = 0.05,
-        decode: Literal["argmax", "sample"] = "argmax",
-        temperature: float = 1.0,
-        restarts: int = 4,
-        search: Literal["backtrack", "none"] = "backtrack",
-        pruning: Literal["units", "peers"] = "units",
-        max_prior_calls: int = 64,
-        search_guidance: bool = False,
-        device: str | torch.device = "cpu",
+        num_inference_steps: int = SOLVER.num_inference_steps,
+        unmasking: Literal["confidence", "random"] = SOLVER.unmasking,
+        remask: Literal["none", "cap", "rescale"] | float = SOLVER.remask,
+        remask_eta: float = SOLVER.remask_eta,
+        decode: Literal["argmax", "sample"] = SOLVER.decode,
+        temperature: float = SOLVER.temperature,
+        restarts: int = SOLVER.restarts,
+        search: Literal["backtrack", "none"] = SOLVER.search,
+        pruning: Literal["units", "peers"] = SOLVER.pruning,
+        max_prior_calls: int = SOLVER.max_prior_calls,
+        search_guidance: bool = SOLVER.search_guidance,
+        device: str | torch.device = SOLVER.device,
         order: Literal["confidence", "random"] | None = None,
     ):
         from pipelines import MaskedDiffusionPipeline
@@ -167,7 +154,7 @@ class SudokuSolver:
             )
         unmasking = _resolve_unmasking(unmasking, order)
         _check_sampler(num_inference_steps, restarts, unmasking, decode, temperature)
-        _check_search(search, pruning, max_prior_calls, search_guidance)
+        _check_search(search, pruning, max_prior_calls, search_guidance, guidance is not None)
         self.device = _parse_device(device)
         self.denoiser = DigitDenoiser(model).to(self.device).eval()
         self.pipeline = MaskedDiffusionPipeline.from_model(
@@ -222,18 +209,18 @@ class SudokuSolver:
         path: str | os.PathLike[str] | None = None,
         *,
         guidance: GuidanceConfig | None | Literal["default"] = "default",
-        num_inference_steps: int = 12,
-        unmasking: Literal["confidence", "random"] = "confidence",
-        remask: Literal["none", "cap", "rescale"] | float = "none",
-        remask_eta: float = 0.05,
-        decode: Literal["argmax", "sample"] = "argmax",
-        temperature: float = 1.0,
-        restarts: int = 4,
-        search: Literal["backtrack", "none"] = "backtrack",
-        pruning: Literal["units", "peers"] = "units",
-        max_prior_calls: int = 64,
-        search_guidance: bool = False,
-        device: str | torch.device = "cpu",
+        num_inference_steps: int = SOLVER.num_inference_steps,
+        unmasking: Literal["confidence", "random"] = SOLVER.unmasking,
+        remask: Literal["none", "cap", "rescale"] | float = SOLVER.remask,
+        remask_eta: float = SOLVER.remask_eta,
+        decode: Literal["argmax", "sample"] = SOLVER.decode,
+        temperature: float = SOLVER.temperature,
+        restarts: int = SOLVER.restarts,
+        search: Literal["backtrack", "none"] = SOLVER.search,
+        pruning: Literal["units", "peers"] = SOLVER.pruning,
+        max_prior_calls: int = SOLVER.max_prior_calls,
+        search_guidance: bool = SOLVER.search_guidance,
+        device: str | torch.device = SOLVER.device,
         order: Literal["confidence", "random"] | None = None,
     ) -> SudokuSolver:
         """Load a prior (default: the shipped one) and build a solver around it.
@@ -247,6 +234,8 @@ class SudokuSolver:
                 search, pruning, max_prior_calls, search_guidance, device, order: see the class
                 docstring.
         """
+        from ..guidance import GuidanceConfig
+
         unmasking = _resolve_unmasking(unmasking, order)
         if isinstance(guidance, str):
             if guidance != "default":
@@ -254,6 +243,15 @@ class SudokuSolver:
                     f"`guidance` must be a GuidanceConfig, 'default' or None, got {guidance!r}."
                 )
             guidance = default_guidance()
+        if guidance is not None and not isinstance(guidance, GuidanceConfig):
+            raise ValueError(
+                f"`guidance` must be a GuidanceConfig, 'default' or None, got "
+                f"{type(guidance).__name__}."
+            )
+        # every option before the prior loads (the constructor checks them again)
+        _check_sampler(num_inference_steps, restarts, unmasking, decode, temperature)
+        _check_remask(remask, remask_eta)
+        _check_search(search, pruning, max_prior_calls, search_guidance, guidance is not None)
         dev = _parse_device(device)
         model = _load_prior(path, dev)
         return cls(
@@ -412,9 +410,9 @@ class SudokuSolver:
 
 def solve_without_prior(
     puzzles: Sequence[str | Sequence[int] | Puzzle] | torch.Tensor,
-    estimator: str = "straight_through",
-    n_steps: int = 2000,
-    lr: float = 0.05,
+    estimator: str = NO_PRIOR.estimator,
+    n_steps: int = NO_PRIOR.n_steps,
+    lr: float = NO_PRIOR.lr,
     generator: torch.Generator | None = None,
     *,
     estimator_options: dict[str, Any] | None = None,
