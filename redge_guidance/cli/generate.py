@@ -15,9 +15,10 @@ compared with the model's own sample of the same seed instead (run again without
 would be itself).
 
 Judges (`--judge`, on where the `text` extra is installed and the embedded model runs): each
-guided and unguided continuation is also scored by VADER's compound and by its perplexity under
-the shipped judge LM (`redge_guidance.text.judges`), models that did not steer it; the rows record
-`vader`, `ppl` (and `_unguided`), the printout and the summary show them.
+guided and unguided continuation is also scored by VADER's compound, by its Pattern polarity and by
+its perplexity under the shipped judge LM (`redge_guidance.text.judges`), models that did not steer
+it; the rows record `vader`, `pattern`, `ppl` (and `_unguided`), the printout and the summary show
+them.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
             "Generate text with a masked diffusion model, steered toward a reward by ReDGE\n"
             "guidance. With no arguments: the embedded Shakespeare model, two prompts, reward\n"
             "sentiment:positive; prints guided and unguided texts with their reward, an\n"
-            "independent judge (VADER) and fluency (judge-LM perplexity), and a summary."
+            "independent judges (VADER, Pattern) and fluency (judge-LM perplexity), and a summary."
         ),
         epilog=(
             "examples:\n"

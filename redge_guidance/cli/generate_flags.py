@@ -180,9 +180,9 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
         "--judge",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="score each continuation with judges that did not steer: VADER compound and "
-        "perplexity under the shipped judge LM (default on where the text extra is installed "
-        "and the embedded model runs; the run says when and why it is off)",
+        help="score each continuation with judges that did not steer: VADER compound, Pattern "
+        "polarity and perplexity under the shipped judge LM (default on where the text extra is "
+        "installed and the embedded model runs; the run says when and why it is off)",
     )
     add_run_flags(g, quiet_help="no progress bar (weight loading included), no summary")
 

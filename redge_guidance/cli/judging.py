@@ -2,9 +2,10 @@
 
 `--judge` (on by default where it can run) scores each guided and unguided continuation with
 models that did not steer it (`redge_guidance.text.judges`): VADER's compound score of the decoded
-text and the perplexity under the shipped judge LM, which reads the embedded generator's token
-ids. Where they cannot run (no `text` extra, another `--model`) they are off and the run says why;
-asked for there, they are a `UsageError` before any model loads.
+text, its polarity under the Pattern lexicon (TextBlob; built apart from VADER, to which the
+default reward's head was fitted) and the perplexity under the shipped judge LM, which reads the
+embedded generator's token ids. Where they cannot run (no `text` extra, another `--model`) they
+are off and the run says why; asked for there, they are a `UsageError` before any model loads.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ NO_JUDGE = "`--no-judge`"
 def resolve_judges(args: argparse.Namespace) -> str | None:
     """Whether to judge the rows (`args.judge` set to a bool); returns why they are off, if off.
 
-    `--judge` (default on where possible) scores each continuation with VADER and the judge LM.
-    It needs the `text` extra and the embedded model (the judge LM reads its token ids): asked
-    for explicitly where it cannot run, it is a `UsageError`; by default it is turned off and
-    the reason is returned (the run prints it).
+    `--judge` (default on where possible) scores each continuation with VADER, Pattern and the
+    judge LM. It needs the `text` extra and the embedded model (the judge LM reads its token
+    ids): asked for explicitly where it cannot run, it is a `UsageError`; by default it is turned
+    off and the reason is returned (the run prints it).
     """
     from ..text.judges import missing_judge_dependency
     from ..text_rewards import DEFAULT_MODEL_DIR, resolve_model_source
@@ -68,7 +69,8 @@ def _prog(plan: Any) -> str:
 
 
 def judge_rows(judges: Any, tok: Any, rows: list[dict[str, Any]]) -> None:
-    """Add the judges' scores of each row's continuation(s): `vader`, `ppl` (and `_unguided`)."""
+    """Add the judges' scores of each row's continuation(s): `vader`, `pattern`, `ppl` (and their
+    `_unguided` twins)."""
     prompts = [tok(r["prompt"], add_special_tokens=False)["input_ids"] for r in rows]
     for suffix in ("", "_unguided"):
         todo = [i for i, r in enumerate(rows) if r.get("token_ids" + suffix) is not None]
@@ -81,4 +83,5 @@ def judge_rows(judges: Any, tok: Any, rows: list[dict[str, Any]]) -> None:
         )
         for i, s in zip(todo, scores, strict=True):
             rows[i]["vader" + suffix] = round(s.vader, 4)
+            rows[i]["pattern" + suffix] = round(s.pattern, 4)
             rows[i]["ppl" + suffix] = round(s.ppl, 3) if math.isfinite(s.ppl) else None

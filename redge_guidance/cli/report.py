@@ -1,8 +1,9 @@
 """What `redge-guidance generate` prints: what ran, each row in stdout mode, and the summary.
 
 The summary is accumulated row by row (:class:`Summary`), so a job of any size is summarised
-without holding its rows in memory. Judged rows (`--judge`) carry `vader` and `ppl` (and their
-`_unguided` twins): VADER's compound of the continuation and its perplexity under the judge LM.
+without holding its rows in memory. Judged rows (`--judge`) carry `vader`, `pattern` and `ppl`
+(and their `_unguided` twins): VADER's compound of the continuation, its Pattern polarity and its
+perplexity under the judge LM.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ __all__ = ["JUDGES_LINE", "Summary", "format_row", "setting_lines"]
 
 #: What the judges are (printed once before the rows).
 JUDGES_LINE = (
-    "judges, neither steered: VADER = compound sentiment of the continuation (-1..1); "
-    "perplexity = of the continuation under the judge LM, a small GPT-2 trained on the "
-    "training plays"
+    "judges, none steered: VADER = compound sentiment of the continuation (-1..1; the sentiment "
+    "reward's head was fitted to VADER's lexicon); Pattern = its polarity under TextBlob's "
+    "Pattern lexicon, built apart from VADER (-1..1); perplexity = of the continuation under the "
+    "judge LM, a small GPT-2 trained on the training plays"
 )
 
 
@@ -52,12 +54,16 @@ def _ppl(value: Any) -> str:
 
 
 def _judges_line(row: dict[str, Any], *, compare: bool) -> str:
-    """`judges:   VADER +0.62 (unguided -0.10), perplexity 412.3 (unguided 287.1)`."""
+    """`judges:   VADER +0.62 (unguided -0.10), Pattern +0.25 (unguided +0.00), perplexity 412.3
+    (unguided 287.1)` (Pattern left out of rows judged before it was added)."""
     vader, ppl = f"VADER {row['vader']:+.2f}", f"perplexity {_ppl(row.get('ppl'))}"
+    pattern = f"Pattern {row['pattern']:+.2f}" if row.get("pattern") is not None else None
     if compare and row.get("vader_unguided") is not None:
         vader += f" (unguided {row['vader_unguided']:+.2f})"
         ppl += f" (unguided {_ppl(row.get('ppl_unguided'))})"
-    return f"judges:   {vader}, {ppl}"
+        if pattern is not None and row.get("pattern_unguided") is not None:
+            pattern += f" (unguided {row['pattern_unguided']:+.2f})"
+    return "judges:   " + ", ".join(x for x in (vader, pattern, ppl) if x is not None)
 
 
 def _describe(plan: Any) -> tuple[str, str]:
@@ -133,6 +139,8 @@ class Summary:
     seconds_unguided: _Mean = field(default_factory=_Mean)
     vader: _Mean = field(default_factory=_Mean)
     vader_unguided: _Mean = field(default_factory=_Mean)
+    pattern: _Mean = field(default_factory=_Mean)
+    pattern_unguided: _Mean = field(default_factory=_Mean)
     ppl: _GeoMean = field(default_factory=_GeoMean)
     ppl_unguided: _GeoMean = field(default_factory=_GeoMean)
     method: str | None = None  # `--search` method, from the rows
@@ -142,8 +150,9 @@ class Summary:
         self.rows += 1
         for name in ("reward", "reward_unguided", "kl", "seconds", "seconds_unguided"):
             getattr(self, name).add(row.get(name))
-        for name in ("vader", "vader_unguided", "ppl", "ppl_unguided"):
-            getattr(self, name).add(row.get(name))
+        for judge in ("vader", "pattern", "ppl"):
+            for name in (judge, judge + "_unguided"):
+                getattr(self, name).add(row.get(name))
         if isinstance(row.get("search"), dict):
             self.method = row["search"].get("method")
         for key, value in (row.get("spent") or {}).items():
@@ -177,14 +186,18 @@ class Summary:
             f"{fmt(self.seconds, '10.2f', 10)}"
         )
         if self.vader.count:
-            head += f"{'VADER':>8}{'perplexity':>12}"
+            head += f"{'VADER':>8}{'Pattern':>9}{'perplexity':>12}"
             unguided += (
-                f"{fmt(self.vader_unguided, '+8.2f', 8)}{fmt(self.ppl_unguided, '12.1f', 12)}"
+                f"{fmt(self.vader_unguided, '+8.2f', 8)}{fmt(self.pattern_unguided, '+9.2f', 9)}"
+                f"{fmt(self.ppl_unguided, '12.1f', 12)}"
             )
-            guided += f"{fmt(self.vader, '+8.2f', 8)}{fmt(self.ppl, '12.1f', 12)}"
+            guided += (
+                f"{fmt(self.vader, '+8.2f', 8)}{fmt(self.pattern, '+9.2f', 9)}"
+                f"{fmt(self.ppl, '12.1f', 12)}"
+            )
             lines.append(
-                "VADER: mean compound of the continuations; perplexity: their geometric mean "
-                "under the judge LM; neither judge steered"
+                "VADER, Pattern: mean sentiment of the continuations under the two lexicons; "
+                "perplexity: their geometric mean under the judge LM; no judge steered"
             )
         return "\n".join(
             [

@@ -1,4 +1,4 @@
-"""Judges of generated text that did not steer it: VADER sentiment and a separate fluency LM.
+"""Judges of generated text that did not steer it: two sentiment lexicons and a fluency LM.
 
 A reward that steers a generation is a poor witness of its success: the sampler climbs that
 reward's weak spots too. These judges score the continuation (the tokens the run wrote) with
@@ -6,13 +6,20 @@ models the guidance never saw:
 
 - :func:`vader_compound`: VADER's compound sentiment score of the decoded text, in `[-1, 1]`
   (rule-based, from the `nltk-vader-sentiment` package of the `text` extra);
+- :func:`pattern_polarity`: the polarity of the decoded text under the Pattern lexicon, in
+  `[-1, 1]` (TextBlob's `PatternAnalyzer`, from the `textblob` package of the `text` extra):
+  De Smedt and Daelemans' lexicon of about 2,900 word senses, mostly adjectives, built apart
+  from VADER. The default sentiment reward's head was fitted to VADER's valences, so VADER alone
+  could credit the steering for finding VADER's own words; Pattern shares neither its scores nor
+  its rules;
 - :func:`continuation_perplexity`: perplexity of the continuation, read after its prompt, under
   the shipped judge LM (`redge_guidance/assets/judge_lm`: a 4-layer GPT-2 trained on the
   training plays with the embedded generator's tokenizer, so it reads the generator's token ids
   as they are; lower is more fluent);
-- :class:`TextJudges`: both, loaded once, scoring a batch of continuations.
+- :class:`TextJudges`: all three, loaded once, scoring a batch of continuations.
 
-Importing this module costs torch only: transformers and VADER are imported by the loaders.
+Importing this module costs torch only: transformers, VADER and TextBlob are imported by the
+loaders.
 """
 
 from __future__ import annotations
@@ -33,14 +40,17 @@ __all__ = [
     "continuation_nll",
     "continuation_perplexity",
     "load_judge_lm",
+    "load_pattern",
     "load_vader",
     "missing_judge_dependency",
+    "pattern_polarity",
     "vader_compound",
 ]
 
 #: The shipped judge LM: a small GPT-2 on the embedded generator's tokenizer (package data).
 JUDGE_LM_DIR = Path(__file__).resolve().parents[1] / "assets" / "judge_lm"
 _VADER_HINT = "`pip install 'redge-guidance[text]'` (or `pip install nltk-vader-sentiment`)"
+_PATTERN_HINT = "`pip install 'redge-guidance[text]'` (or `pip install textblob`)"
 
 
 def missing_judge_dependency() -> str | None:
@@ -48,6 +58,8 @@ def missing_judge_dependency() -> str | None:
     None when they can. Checks without importing anything."""
     if importlib.util.find_spec("vader") is None:
         return f"the VADER judge needs the `text` extra: {_VADER_HINT}"
+    if importlib.util.find_spec("textblob") is None:
+        return f"the Pattern judge needs the `text` extra: {_PATTERN_HINT}"
     if importlib.util.find_spec("transformers") is None:  # pragma: no cover - a core dependency
         return "the judge LM needs transformers: `pip install transformers`"
     return None
@@ -164,25 +176,53 @@ def vader_compound(texts: Sequence[str], analyzer: Any = None) -> list[float]:
     return [float(analyzer.polarity_scores(t)["compound"]) for t in texts]
 
 
+def load_pattern():
+    """TextBlob's `PatternAnalyzer` (the Pattern lexicon; no NLTK data to download), or an
+    `ImportError` naming the install command when the `text` extra is missing."""
+    try:
+        from textblob.en.sentiments import PatternAnalyzer
+    except ImportError:
+        raise ImportError(f"The Pattern judge needs TextBlob: {_PATTERN_HINT}.") from None
+    return PatternAnalyzer()
+
+
+def pattern_polarity(texts: Sequence[str], analyzer: Any = None) -> list[float]:
+    """The Pattern lexicon's polarity of each text, in `[-1, 1]` (> 0 positive, < 0 negative).
+
+    Args:
+        texts (`Sequence[str]`): decoded continuations.
+        analyzer (*optional*): a `PatternAnalyzer` to reuse (default: :func:`load_pattern`'s).
+    """
+    if isinstance(texts, str):
+        raise ValueError(
+            f"`texts` must be a sequence of strings, got one string {texts[:40]!r}; pass `[text]`."
+        )
+    analyzer = analyzer if analyzer is not None else load_pattern()
+    return [float(analyzer.analyze(t).polarity) for t in texts]
+
+
 @dataclass(frozen=True)
 class JudgeScores:
     """The judges' scores of one continuation.
 
     Attributes:
         vader (`float`): VADER compound of the decoded continuation, in `[-1, 1]`.
+        pattern (`float`): Pattern polarity of the decoded continuation, in `[-1, 1]`.
         ppl (`float`): judge-LM perplexity of the continuation after its prompt.
         nll (`float`): the summed NLL behind `ppl` (nats).
         tokens (`int`): tokens the judge read (`ppl = exp(nll / tokens)`).
     """
 
     vader: float
+    pattern: float
     ppl: float
     nll: float
     tokens: int
 
 
 class TextJudges:
-    """VADER and the judge LM, loaded once; :meth:`score` judges a batch of continuations.
+    """VADER, Pattern and the judge LM, loaded once; :meth:`score` judges a batch of
+    continuations.
 
     Args:
         judge_lm (*optional*): a causal LM reading the generator's ids (default: the shipped one).
@@ -194,6 +234,7 @@ class TextJudges:
         if reason is not None:
             raise ImportError(reason[0].upper() + reason[1:] + ".")
         self.vader = load_vader()
+        self.pattern = load_pattern()
         self.judge_lm = judge_lm if judge_lm is not None else load_judge_lm(device=device)
 
     def score(
@@ -202,7 +243,8 @@ class TextJudges:
         continuations: Sequence[Sequence[int]],
         texts: Sequence[str],
     ) -> list[JudgeScores]:
-        """The scores of each continuation (`texts`: the decoded continuations, for VADER)."""
+        """The scores of each continuation (`texts`: the decoded continuations, for the
+        lexicons)."""
         if len(texts) != len(continuations):
             raise ValueError(
                 f"`texts` must hold one decoded text per continuation, got {len(texts)} texts "
@@ -211,9 +253,10 @@ class TextJudges:
         nll = continuation_nll(self.judge_lm, prompts, continuations)
         rows = _rows(self.judge_lm, prompts, continuations)
         compound = vader_compound(texts, self.vader)
+        polarity = pattern_polarity(texts, self.pattern)
         out = []
         for i, (r, c) in enumerate(zip(rows, continuations, strict=True)):
             n = _scored(r, c)
             ppl = math.exp(float(nll[i]) / n) if n > 0 else math.nan
-            out.append(JudgeScores(compound[i], ppl, float(nll[i]), n))
+            out.append(JudgeScores(compound[i], polarity[i], ppl, float(nll[i]), n))
         return out
