@@ -6,6 +6,7 @@ import math
 import statistics
 from pathlib import Path
 
+import _common
 from _scaling_methods import METHODS, TARGETS
 
 METRICS = ("cost_x", "reward", "vader", "vader_on_target", "ppl", "pll", "d1", "d2")
@@ -111,12 +112,11 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
-def plot(result: dict, rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(result: dict, rows: list[dict], path: Path) -> str:
+    """Draw the judge/cost and judge/fluency panels into `path`; what happened, in a line."""
+    plt = _common.pyplot()
+    if plt is None:
+        return "matplotlib is not installed (pip install 'redge-guidance[benchmarks]'): no plot"
     targets = [t for t in TARGETS if any(r["target"] == t for r in rows)]
     fig, axes = plt.subplots(len(targets), 2, figsize=(12, 4.5 * len(targets)), squeeze=False)
     colors = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
@@ -154,3 +154,4 @@ def plot(result: dict, rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return f"wrote {path}"

@@ -250,8 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         result = run_grid(args, argv)
         result["rows"] = aggregate(result)
     _common.write_results(args.out, "scaling", result, render(result))
-    plot(result, result["rows"], args.out / "scaling.png")
-    print(f"wrote {args.out / 'scaling.png'}")
+    print(plot(result, result["rows"], args.out / "scaling.png"))
 
 
 if __name__ == "__main__":
