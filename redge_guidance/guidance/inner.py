@@ -17,7 +17,6 @@ are all per sample.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +28,8 @@ from ..estimators.buffers import BufferPool
 from . import gradients
 from .config import GuidanceConfig
 from .optim import EarlyStop, make_optimizer
-from .support import Support
-from .trace import TIMING_KEYS
+from .support import Support, row_logsumexp
+from .trace import Clock
 
 __all__ = ["InnerProblem", "WarmStart", "RewardCall"]
 
@@ -43,29 +42,6 @@ _MOVE_ENTRIES = 1 << 20
 #: ``reward_call(x, attention_mask, expected) -> (expected,) scores``: the reward with its
 #: output checked (built by the hook).
 RewardCall = Callable[[torch.Tensor, "torch.Tensor | None", int], torch.Tensor]
-
-
-class Clock:
-    """Seconds per phase (keys :data:`TIMING_KEYS`), or nothing at all when ``enabled`` is False.
-    On CUDA each lap synchronises the device so that phases are attributed right: profiling is
-    opt-in because of that."""
-
-    def __init__(self, device: torch.device, enabled: bool) -> None:
-        self.enabled = enabled
-        self.cuda = enabled and device.type == "cuda"
-        self.totals = dict.fromkeys(TIMING_KEYS, 0.0)
-        self._last = self._now() if enabled else 0.0
-
-    def _now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def lap(self, phase: str) -> None:
-        if self.enabled:
-            now = self._now()
-            self.totals[phase] += now - self._last
-            self._last = now
 
 
 @dataclass
@@ -170,6 +146,26 @@ class InnerProblem:
         # φ's support and the model's logits on it: (N, K) rows, K = V (dense) or its top tokens.
         self.support, raw = Support.select(self.logits, self.editable, config.top_k, config.top_p)
         self.K = self.support.K
+        self._prior(raw)  # raw_rows, vmask, prior_rows, prior_logp
+        self._rows_b, self._rows_l = self.editable.nonzero().unbind(-1)  # (N,) each
+        self._row_pos: list[int] | None = None  # `prior_logp_rows`
+        # With a sparse-capable reward and a restricted support, the reward reads (B, L, K)
+        # weights over fixed vocabulary ids (`context_index`) instead of (B, L, V) rows.
+        self.sparse_input = sparse_reward and not self.support.dense
+        self.context_index: torch.Tensor | None = None
+        self.context = self._context(sample.detach().long(), mask_token_id)  # (B, L, V | K)
+        # Flat row ids of the editable positions in the (S·B·L, V) reward input (sparse writes).
+        pos = self.editable.flatten().nonzero()[:, 0]  # (N,), row-major like batch_idx
+        offsets = torch.arange(self.S, device=self.device).unsqueeze(-1) * (self.B * self.L)
+        self._flat_rows = (offsets + pos).reshape(-1, 1)  # (S·N, 1)
+        self._front_plan: tuple[int, list[tuple[int, int]]] | None = None  # `_rows_to_front`
+        self.phi0 = self._start(warm_start)
+        self.clock.lap("setup")
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def _prior(self, raw: torch.Tensor) -> None:
+        """The prior on φ's support from the model's logits there, ``raw`` (N, K), input dtype."""
         # The input rows are kept only with a restricted support (small); the dense path reads
         # them from `logits` again at the hand-off instead of holding an (N, V) copy.
         self.raw_rows = None if self.support.dense else raw  # (N, K) in the input dtype
@@ -188,26 +184,10 @@ class InnerProblem:
         # (N, K) is small, and the compiled step takes them whole.
         self.prior_logp: torch.Tensor | None = None
         if not self.support.dense:  # log p over the *full* vocabulary, read on the support
-            lse = _row_logsumexp(self.logits, self.editable).to(self.dtype)  # (N,)
+            lse = row_logsumexp(self.logits, self.editable).to(self.dtype)  # (N,)
             self.prior_logp = rows - lse.unsqueeze(-1)  # the KL is to the full prior
-        elif config.compile:
+        elif self.config.compile:
             self.prior_logp = torch.log_softmax(rows, dim=-1)
-        self._rows_b, self._rows_l = self.editable.nonzero().unbind(-1)  # (N,) each
-        self._row_pos: list[int] | None = None  # `prior_logp_rows`
-        # With a sparse-capable reward and a restricted support, the reward reads (B, L, K)
-        # weights over fixed vocabulary ids (`context_index`) instead of (B, L, V) rows.
-        self.sparse_input = sparse_reward and not self.support.dense
-        self.context_index: torch.Tensor | None = None
-        self.context = self._context(sample.detach().long(), mask_token_id)  # (B, L, V | K)
-        # Flat row ids of the editable positions in the (S·B·L, V) reward input (sparse writes).
-        pos = self.editable.flatten().nonzero()[:, 0]  # (N,), row-major like batch_idx
-        offsets = torch.arange(self.S, device=self.device).unsqueeze(-1) * (self.B * self.L)
-        self._flat_rows = (offsets + pos).reshape(-1, 1)  # (S·N, 1)
-        self._front_plan: tuple[int, list[tuple[int, int]]] | None = None  # `_rows_to_front`
-        self.phi0 = self._start(warm_start)
-        self.clock.lap("setup")
-
-    # -- set-up --------------------------------------------------------------------------------
 
     def _context(self, sample: torch.Tensor, mask_token_id: int | None) -> torch.Tensor:
         """What the reward sees outside the editable rows: one-hots of committed tokens, the
@@ -529,14 +509,3 @@ def _blocks(n: int, size: int) -> list[tuple[int, int]]:
     if len(starts) > 1 and n - starts[-1] == 1:
         starts.pop()
     return list(zip(starts, starts[1:] + [n], strict=True))
-
-
-def _row_logsumexp(logits: torch.Tensor, rows: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """``logsumexp`` over the vocabulary of the rows selected by ``rows`` (B, L) bool, (N,),
-    a few rows at a time: no full-size temporary."""
-    flat = logits.reshape(-1, logits.shape[-1])
-    index = rows.flatten().nonzero()[:, 0]
-    parts = [
-        torch.logsumexp(flat[index[i : i + chunk]], dim=-1) for i in range(0, len(index), chunk)
-    ]
-    return torch.cat(parts) if parts else logits.new_zeros(0)

@@ -79,3 +79,14 @@ class Support:
             return values
         out = values.new_full((values.shape[0], self.V), fill)
         return out.scatter_(-1, self.index, values)
+
+
+def row_logsumexp(logits: torch.Tensor, rows: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """``logsumexp`` over the vocabulary of the rows selected by ``rows`` (B, L) bool, (N,),
+    a few rows at a time: no full-size temporary."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    index = rows.flatten().nonzero()[:, 0]
+    parts = [
+        torch.logsumexp(flat[index[i : i + chunk]], dim=-1) for i in range(0, len(index), chunk)
+    ]
+    return torch.cat(parts) if parts else logits.new_zeros(0)

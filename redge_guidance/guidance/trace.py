@@ -8,10 +8,14 @@ One :class:`GuidanceStepStats` per call of the hook. The hook stores them as pla
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["GuidanceStepStats", "TIMING_KEYS"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["GuidanceStepStats", "TIMING_KEYS", "Clock"]
 
 #: Keys of :attr:`GuidanceStepStats.timing`, in the order the inner loop spends them.
 TIMING_KEYS: tuple[str, ...] = ("setup", "relaxation", "reward", "kl", "optimizer", "scoring")
@@ -106,3 +110,28 @@ class GuidanceStepStats:
                 f"Valid keys: {sorted(valid)}."
             )
         return cls(**data)
+
+
+class Clock:
+    """Seconds per phase (keys :data:`TIMING_KEYS`), or nothing at all when ``enabled`` is False.
+    On CUDA each lap synchronises the device so that phases are attributed right: profiling is
+    opt-in because of that."""
+
+    def __init__(self, device: torch.device, enabled: bool) -> None:
+        self.enabled = enabled
+        self.cuda = enabled and device.type == "cuda"
+        self.totals = dict.fromkeys(TIMING_KEYS, 0.0)
+        self._last = self._now() if enabled else 0.0
+
+    def _now(self) -> float:
+        if self.cuda:
+            import torch  # only when profiling on CUDA: this module does not import torch
+
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.enabled:
+            now = self._now()
+            self.totals[phase] += now - self._last
+            self._last = now
