@@ -15,9 +15,10 @@ already take.
     python benchmarks/scale.py --cells 256x1:top64 256x1:top64:bf16 256x1:top64:compile
     python benchmarks/scale.py --render results/B.json --compare results/A.json  # A -> B table
 
-A cell is ``LxB:support`` with optional variants ``:bf16`` (``mixed_precision="bf16"``) and
-``:compile`` (``compile=True``); a compiled cell's first call (the compilation) is reported apart
-and the fastest of the later repeats is kept.
+A cell is ``LxB:support`` with optional variants ``:bf16`` (``mixed_precision="bf16"``),
+``:compile`` (``compile=True``) and ``:nK`` (ReDGE with ``n_steps=K``; default 3); a compiled
+cell's first call (the compilation) is reported apart and the fastest of the later repeats is
+kept.
 
 ``results/scale_before_3a27d91.*`` is the dense cell of the release before the renovation,
 measured with this script's first (stand-alone) version copied into a checkout of 3a27d91; the
@@ -89,12 +90,24 @@ def _parse_cell(cell: str) -> tuple[int, int, int | None, dict]:
         shape, support, *variants = cell.split(":")
         L, B = (int(x) for x in shape.split("x"))
         top_k = None if support == "dense" else int(support.removeprefix("top"))
-        options = dict(_VARIANTS[v] for v in variants)
+        options = dict(_VARIANTS[v] for v in variants if not v.startswith("n"))
+        steps = [int(v[1:]) for v in variants if v.startswith("n")]  # ReDGE's n_steps
+        if steps:
+            options["estimator_options"] = {"n_steps": steps[-1]}
     except (ValueError, KeyError):
         raise ValueError(
-            f"cell {cell!r} must look like 256x1:dense, 1024x8:top64 or 256x1:top64:bf16:compile"
+            f"cell {cell!r} must look like 256x1:dense, 1024x8:top64, 256x1:top64:bf16:compile "
+            "or 256x1:dense:n6 (ReDGE with n_steps=6)"
         ) from None
     return L, B, top_k, options
+
+
+def _variant_name(options: dict) -> str:
+    """`eager`, or the cell's variants joined with `+` (`bf16`, `compile`, `n6`)."""
+    names = [k for k, v in _VARIANTS.items() if v[0] in options]
+    if "estimator_options" in options:
+        names.append(f"n{options['estimator_options']['n_steps']}")
+    return "+".join(names) or "eager"
 
 
 def build_models(device: torch.device, layers: int, dtype: torch.dtype):
@@ -231,7 +244,7 @@ def run_cell(cell: str, models, args, device: torch.device) -> dict:
             "L": L,
             "B": B,
             "support": "dense" if top_k is None else f"top-{top_k}",
-            "variant": "+".join(k for k, v in _VARIANTS.items() if v[0] in variant) or "eager",
+            "variant": _variant_name(variant),
             "model_forward_s": t_model,
             "scheduler_step_s": t_sched,
             "hook_s": t_hook,

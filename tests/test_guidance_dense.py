@@ -153,3 +153,36 @@ def test_rows_to_front_is_index_select(monkeypatch):
         assert torch.equal(p.read_rows(grad.clone()), expected)
         moved = p.read_rows(grad, consume=True)
         assert torch.equal(moved, expected) and moved.data_ptr() == grad.data_ptr()
+
+
+@pytest.mark.parametrize("n_steps", [5, 7])
+def test_chain_recomputes_its_outputs_beyond_four_steps(n_steps):
+    """With a pool and n_steps > 4 the chain keeps only its soft sample and recomputes the other
+    outputs in the backward from the noise drawn again: the same draws and the same gradient,
+    bit for bit, as the chain that keeps all n_steps - 1 outputs."""
+    from redge_guidance.estimators.buffers import BufferPool
+    from redge_guidance.estimators.diffusion import (
+        Schedule,
+        _ReplayedOutputs,
+        chain_forward,
+        chain_vjp,
+    )
+
+    g = torch.Generator().manual_seed(4)
+    theta = torch.randn(5, V, generator=g) * 2
+    uniforms = torch.rand(5, dtype=torch.float64, generator=g)
+    grad = torch.randn(5, V, generator=g)
+    sched = Schedule(n_steps, 0.5)
+    index, kept = chain_forward(theta, uniforms, sched, torch.Generator().manual_seed(1))
+    pool = BufferPool()
+    index_r, replay = chain_forward(theta, uniforms, sched, torch.Generator().manual_seed(1), pool)
+    assert isinstance(replay, _ReplayedOutputs) and not isinstance(kept, _ReplayedOutputs)
+    assert torch.equal(index, index_r) and len(kept) == len(replay) == n_steps - 1
+    for reinmax_last in (False, True):
+        expected = chain_vjp(list(kept), index, grad.clone(), None, sched, reinmax_last)
+        if reinmax_last:  # a second replay: each is read once
+            _, replay = chain_forward(
+                theta, uniforms, sched, torch.Generator().manual_seed(1), pool
+            )
+        got = chain_vjp(replay, index_r, grad.clone(), None, sched, reinmax_last, pool)
+        assert torch.equal(got, expected)

@@ -245,7 +245,9 @@ def chain_forward(
     after (the guidance loop), so the backward neither redraws the noise nor reruns the chain.
 
     Same draws and the same values bit for bit as the estimators' forward; keeps
-    ``n_steps - 1`` tensors of the logits' size instead of none.
+    ``n_steps - 1`` tensors of the logits' size instead of none, or with a `pool` and
+    ``n_steps > 4`` one (the soft sample; the others are recomputed in :func:`chain_vjp` from
+    the noise drawn again).
 
     Args:
         theta (`torch.Tensor` of shape `(..., V)`): the logits in the compute dtype (float32 or
@@ -266,15 +268,77 @@ def chain_forward(
         p1 = softmax_into(theta, take_like(pool, theta))
     else:
         z = take_like(pool, theta)
+        noise = _NoiseReplay(theta.shape, theta.dtype, theta.device)
+        source = generator if generator is not None else _default_generator(theta.device)
+        noise.state = source.get_state() if source is not None else None
         z = torch.randn(
             theta.shape, generator=generator, dtype=theta.dtype, device=theta.device, out=z
         )
+        if (
+            pool is not None and sched.n_steps > _KEEP_UP_TO and noise.state is not None
+        ):  # the noise is drawn again
+            replay = _ReplayedOutputs(theta, noise, sched, pool)
+            replay.p1 = _chain(theta, z, sched, keep=None, pool=pool)
+            return sample_from_probs(replay.p1, uniforms), replay  # type: ignore[return-value]
         p1 = _chain(theta, z, sched, keep=kept, pool=pool)  # overwrites z (or is z)
         if pool is not None and p1.data_ptr() != z.data_ptr():
             pool.give(z)
         del z
     kept.append(p1)
     return sample_from_probs(p1, uniforms), kept
+
+
+# The most chain steps whose outputs the pooled chain keeps from forward to backward: beyond,
+# keeping them (n_steps - 1 tensors of the logits' size) would hold more than recomputing them
+# from the noise, drawn again, takes (two tensors besides the gradient), so the peak stays
+# that of n_steps = 4 whatever n_steps.
+_KEEP_UP_TO = 4
+
+
+class _ReplayedOutputs:
+    """The chain's outputs for :func:`chain_vjp` when ``n_steps > _KEEP_UP_TO``: ``p_1`` as
+    computed, then ``p_2, p_3, ..., p_{n-1}`` (the order :func:`chain_vjp` pops them in), each
+    recomputed from the noise drawn again from the generator's state before the first draw:
+    the same ops on the same values, so the same bits. Between forward and backward the chain
+    holds one tensor of the logits' size (``p_1``), and its backward two more, whatever
+    ``n_steps``; it costs ``(n_steps - 2)(n_steps - 1) / 2`` more softmaxes and ``n_steps - 2``
+    more normal draws."""
+
+    def __init__(self, theta: Tensor, noise: _NoiseReplay, sched: Schedule, pool: BufferPool):
+        self.theta, self.noise, self.sched, self.pool = theta, noise, sched, pool
+        self.p1: Tensor | None = None
+        self.k = 2  # the next output to recompute
+
+    def __len__(self) -> int:
+        return (self.p1 is not None) + max(self.sched.n_steps - self.k, 0)
+
+    def pop(self) -> Tensor:
+        if self.p1 is not None:
+            p1, self.p1 = self.p1, None
+            return p1
+        k, sched, pool, theta = self.k, self.sched, self.pool, self.theta
+        self.k += 1
+        g = torch.Generator(device=theta.device)
+        g.set_state(self.noise.state)
+        x = torch.randn(
+            theta.shape,
+            generator=g,
+            dtype=theta.dtype,
+            device=theta.device,
+            out=take_like(pool, theta),
+        )
+        in_place = x.device.type in _SOFTMAX_IN_PLACE
+        for j in range(sched.n_steps - 1, k - 1, -1):  # as `_chain` runs it
+            h = torch.add(theta, x, alpha=sched.c[j], out=take_like(pool, x))
+            p = softmax_into(h, h if in_place else take_like(pool, x))
+            if p.data_ptr() != h.data_ptr():
+                pool.give(h)
+            if j == k:
+                pool.give(x)
+                return p
+            x = x.mul_(sched.B[j]).add_(p, alpha=sched.A[j])
+            pool.give(p)
+        raise AssertionError("unreachable: k < n_steps")
 
 
 def chain_vjp(
