@@ -156,10 +156,12 @@ def test_rows_to_front_is_index_select(monkeypatch):
 
 
 @pytest.mark.parametrize("n_steps", [5, 7])
-def test_chain_recomputes_its_outputs_beyond_four_steps(n_steps):
-    """With a pool and n_steps > 4 the chain keeps only its soft sample and recomputes the other
-    outputs in the backward from the noise drawn again: the same draws and the same gradient,
-    bit for bit, as the chain that keeps all n_steps - 1 outputs."""
+def test_chain_recomputes_its_outputs_beyond_four_steps(n_steps, monkeypatch):
+    """With a pool, n_steps > 4 and large logits the chain keeps only its soft sample and
+    recomputes the other outputs in the backward from the noise drawn again: the same draws and
+    the same gradient, bit for bit, as the chain that keeps all n_steps - 1 outputs (and below
+    the size it keeps them)."""
+    from redge_guidance.estimators import diffusion
     from redge_guidance.estimators.buffers import BufferPool
     from redge_guidance.estimators.diffusion import (
         Schedule,
@@ -170,6 +172,7 @@ def test_chain_recomputes_its_outputs_beyond_four_steps(n_steps):
 
     g = torch.Generator().manual_seed(4)
     theta = torch.randn(5, V, generator=g) * 2
+    monkeypatch.setattr(diffusion, "_REPLAY_FROM_ENTRIES", theta.numel())  # large enough here
     uniforms = torch.rand(5, dtype=torch.float64, generator=g)
     grad = torch.randn(5, V, generator=g)
     sched = Schedule(n_steps, 0.5)
@@ -177,6 +180,8 @@ def test_chain_recomputes_its_outputs_beyond_four_steps(n_steps):
     pool = BufferPool()
     index_r, replay = chain_forward(theta, uniforms, sched, torch.Generator().manual_seed(1), pool)
     assert isinstance(replay, _ReplayedOutputs) and not isinstance(kept, _ReplayedOutputs)
+    small = chain_forward(theta[:4], uniforms[:4], sched, torch.Generator(), BufferPool())[1]
+    assert not isinstance(small, _ReplayedOutputs)
     assert torch.equal(index, index_r) and len(kept) == len(replay) == n_steps - 1
     for reinmax_last in (False, True):
         expected = chain_vjp(list(kept), index, grad.clone(), None, sched, reinmax_last)

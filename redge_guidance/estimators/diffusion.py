@@ -245,9 +245,9 @@ def chain_forward(
     after (the guidance loop), so the backward neither redraws the noise nor reruns the chain.
 
     Same draws and the same values bit for bit as the estimators' forward; keeps
-    ``n_steps - 1`` tensors of the logits' size instead of none, or with a `pool` and
-    ``n_steps > 4`` one (the soft sample; the others are recomputed in :func:`chain_vjp` from
-    the noise drawn again).
+    ``n_steps - 1`` tensors of the logits' size instead of none, or with a `pool`,
+    ``n_steps > 4`` and at least 2**24 entries one (the soft sample; the others are recomputed
+    in :func:`chain_vjp` from the noise drawn again).
 
     Args:
         theta (`torch.Tensor` of shape `(..., V)`): the logits in the compute dtype (float32 or
@@ -274,9 +274,8 @@ def chain_forward(
         z = torch.randn(
             theta.shape, generator=generator, dtype=theta.dtype, device=theta.device, out=z
         )
-        if (
-            pool is not None and sched.n_steps > _KEEP_UP_TO and noise.state is not None
-        ):  # the noise is drawn again
+        replay = sched.n_steps > _KEEP_UP_TO and theta.numel() >= _REPLAY_FROM_ENTRIES
+        if pool is not None and replay and noise.state is not None:  # the noise is drawn again
             replay = _ReplayedOutputs(theta, noise, sched, pool)
             replay.p1 = _chain(theta, z, sched, keep=None, pool=pool)
             return sample_from_probs(replay.p1, uniforms), replay  # type: ignore[return-value]
@@ -291,8 +290,11 @@ def chain_forward(
 # The most chain steps whose outputs the pooled chain keeps from forward to backward: beyond,
 # keeping them (n_steps - 1 tensors of the logits' size) would hold more than recomputing them
 # from the noise, drawn again, takes (two tensors besides the gradient), so the peak stays
-# that of n_steps = 4 whatever n_steps.
+# that of n_steps = 4 whatever n_steps. Recomputing costs time (the hook 1.6x at n_steps = 6,
+# 1.9x at 8, with V = 126,464), so it is done only where memory matters: from 2**24 entries
+# (64 MiB in float32; 133 rows of a 126,464-token vocabulary).
 _KEEP_UP_TO = 4
+_REPLAY_FROM_ENTRIES = 1 << 24
 
 
 class _ReplayedOutputs:
