@@ -161,9 +161,9 @@ def test_chain_recomputes_its_outputs_beyond_four_steps(n_steps, monkeypatch):
     recomputes the other outputs in the backward from the noise drawn again: the same draws and
     the same gradient, bit for bit, as the chain that keeps all n_steps - 1 outputs (and below
     the size it keeps them)."""
-    from redge_guidance.estimators import diffusion
+    from redge_guidance.estimators import chain
     from redge_guidance.estimators.buffers import BufferPool
-    from redge_guidance.estimators.diffusion import (
+    from redge_guidance.estimators.chain import (
         Schedule,
         _ReplayedOutputs,
         chain_forward,
@@ -172,7 +172,7 @@ def test_chain_recomputes_its_outputs_beyond_four_steps(n_steps, monkeypatch):
 
     g = torch.Generator().manual_seed(4)
     theta = torch.randn(5, V, generator=g) * 2
-    monkeypatch.setattr(diffusion, "_REPLAY_FROM_ENTRIES", theta.numel())  # large enough here
+    monkeypatch.setattr(chain, "_REPLAY_FROM_ENTRIES", theta.numel())  # large enough here
     uniforms = torch.rand(5, dtype=torch.float64, generator=g)
     grad = torch.randn(5, V, generator=g)
     sched = Schedule(n_steps, 0.5)

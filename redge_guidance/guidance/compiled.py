@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..estimators.diffusion import Schedule
+from ..estimators.chain import Schedule
 from ..estimators.sampling import sample_from_probs
 
 __all__ = ["kl_adam_step", "chain_sample", "chain_grad", "compiled", "ADAM_BETAS", "ADAM_EPS"]

@@ -16,7 +16,8 @@ import torch
 
 from ..estimators.base import check_logits, compute_dtype
 from ..estimators.buffers import BufferPool
-from ..estimators.diffusion import ReDGE, ReinDGE, chain_forward, chain_vjp
+from ..estimators.chain import chain_forward, chain_vjp
+from ..estimators.diffusion import ReDGE, ReinDGE
 from ..estimators.sampling import draw_row_uniforms, sample_from_probs
 from .compiled import chain_grad, chain_sample, compiled
 
