@@ -147,7 +147,6 @@ def test_rows_to_front_is_index_select(monkeypatch):
         p.N = len(editable_rows)
         pos = torch.tensor(editable_rows)
         p._flat_rows = torch.cat([pos, pos + B * L]).unsqueeze(-1)
-        p._front_plan = None
         grad = torch.randn(2 * B, L, V, generator=torch.Generator().manual_seed(2))
         expected = grad.view(-1, V)[p._flat_rows[:, 0]].view(2, p.N, V)
         assert torch.equal(p.read_rows(grad.clone()), expected)

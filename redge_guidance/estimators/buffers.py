@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["BufferPool", "take_like", "softmax_into"]
+__all__ = ["BufferPool", "take_like", "softmax_into", "rows_to_front"]
 
 
 class BufferPool:
@@ -52,3 +52,20 @@ def softmax_into(h: Tensor, out: Tensor | None) -> Tensor:
     if out is None:
         return torch.softmax(h, dim=-1)
     return torch.ops.aten._softmax.out(h, -1, False, out=out)
+
+
+def rows_to_front(
+    flat: Tensor, rows: Tensor, positions: list[int], block_entries: int = 1 << 20
+) -> Tensor:
+    """Move rows ``positions`` (ascending; `rows`: the same ids as a tensor) of `flat` (R, C) to
+    its first ``len(positions)`` rows, in order, in place, and return those: no copy of them
+    beside `flat`. Row i comes from row ``positions[i] >= i``, so a block's sources are never an
+    earlier block's destinations; each block of about `block_entries` entries is gathered
+    before it is written, and blocks already in place are skipped."""
+    n = len(positions)
+    block = max(1, block_entries // flat.shape[1])
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        if positions[start] != start or positions[stop - 1] != stop - 1:
+            flat[start:stop] = flat.index_select(0, rows[start:stop])
+    return flat[:n]

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..estimators.buffers import BufferPool
+from ..estimators.buffers import BufferPool, rows_to_front
 from . import gradients
 from .config import GuidanceConfig
 from .optim import EarlyStop, make_optimizer
@@ -141,24 +141,22 @@ class InnerProblem:
         self.workspace = BufferPool()
 
         # The N editable rows, row-major over (B, L).
-        self.batch_idx = self.editable.nonzero()[:, 0]  # (N,) sample of each row
+        self.batch_idx, self._rows_l = self.editable.nonzero().unbind(-1)  # (N,) sample, position
         self.N = self.batch_idx.numel()
         # φ's support and the model's logits on it: (N, K) rows, K = V (dense) or its top tokens.
         self.support, raw = Support.select(self.logits, self.editable, config.top_k, config.top_p)
         self.K = self.support.K
         self._prior(raw)  # raw_rows, vmask, prior_rows, prior_logp
-        self._rows_b, self._rows_l = self.editable.nonzero().unbind(-1)  # (N,) each
-        self._row_pos: list[int] | None = None  # `prior_logp_rows`
         # With a sparse-capable reward and a restricted support, the reward reads (B, L, K)
         # weights over fixed vocabulary ids (`context_index`) instead of (B, L, V) rows.
         self.sparse_input = sparse_reward and not self.support.dense
         self.context_index: torch.Tensor | None = None
         self.context = self._context(sample.detach().long(), mask_token_id)  # (B, L, V | K)
         # Flat row ids of the editable positions in the (S·B·L, V) reward input (sparse writes).
-        pos = self.editable.flatten().nonzero()[:, 0]  # (N,), row-major like batch_idx
+        pos = self.batch_idx * self.L + self._rows_l  # (N,), row-major like batch_idx
         offsets = torch.arange(self.S, device=self.device).unsqueeze(-1) * (self.B * self.L)
         self._flat_rows = (offsets + pos).reshape(-1, 1)  # (S·N, 1)
-        self._front_plan: tuple[int, list[tuple[int, int]]] | None = None  # `_rows_to_front`
+        self._row_pos: list[int] | None = None  # `row_positions`
         self.phi0 = self._start(warm_start)
         self.clock.lap("setup")
 
@@ -320,24 +318,10 @@ class InnerProblem:
         return grad.reshape(-1, self.V)[flat_rows, index].view(S, self.N, self.K)
 
     def _rows_to_front(self, flat: torch.Tensor, S: int) -> torch.Tensor:
-        """Move the editable rows of ``flat`` (S·B·L, V) to its first S·N rows, in order, in
-        place, and return those. Row i comes from row r_i ≥ i, so a block's sources are never
-        an earlier block's destinations; each block is gathered before it is written (at most
-        about 4 MiB at a time), and blocks already in place are skipped."""
-        if self._front_plan is None or self._front_plan[0] != S:
-            rows = self._flat_rows[: S * self.N, 0].tolist()  # one host sync per guided step
-            block = max(1, _MOVE_ENTRIES // self.V)
-            plan = [
-                (i, min(i + block, len(rows)))
-                for i in range(0, len(rows), block)
-                if rows[i] != i
-                or rows[min(i + block, len(rows)) - 1] != min(i + block, len(rows)) - 1
-            ]
-            self._front_plan = (S, plan)
-        rows = self._flat_rows[: S * self.N, 0]
-        for start, stop in self._front_plan[1]:
-            flat[start:stop] = flat.index_select(0, rows[start:stop])
-        return flat[: S * self.N]
+        """Move the editable rows of ``flat`` (S·B·L, V) to its first S·N rows, in place."""
+        offsets = range(0, S * self.B * self.L, self.B * self.L)
+        positions = [o + r for o in offsets for r in self.row_positions()]
+        return rows_to_front(flat, self._flat_rows[: S * self.N, 0], positions, _MOVE_ENTRIES)
 
     def with_start_probs(self) -> torch.Tensor:
         """The context with a point of the simplex at each editable row: the prior renormalised
@@ -402,23 +386,28 @@ class InnerProblem:
         else:
             grad.masked_fill_(self.vmask, 0.0)
 
+    def row_positions(self) -> list[int]:
+        """Where each editable row is in the flattened (B·L) positions, on the host (one
+        synchronisation per guided step, taken the first time a caller needs it)."""
+        if self._row_pos is None:
+            self._row_pos = self._flat_rows[: self.N, 0].tolist()
+        return self._row_pos
+
     def prior_logp_rows(self, start: int, stop: int) -> torch.Tensor:
         """The prior's log-probabilities on φ's support at editable rows ``start:stop``: a
         slice of :attr:`prior_logp`, or on the dense eager path computed from the logits, the
         same values bit for bit."""
         if self.prior_logp is not None:
             return self.prior_logp[start:stop]
-        if self._row_pos is None:  # once per guided step: where each row is in `logits`
-            self._row_pos = (self._rows_b * self.L + self._rows_l).tolist()
-        first, last = self._row_pos[start], self._row_pos[stop - 1]
+        first, last = self.row_positions()[start], self.row_positions()[stop - 1]
         if self.in_dtype == self.dtype:  # masked entries are at the minimum or -inf: clamp them
             if last - first == stop - 1 - start and self.logits.is_contiguous():
                 rows = self.logits.view(-1, self.V)[first : last + 1].clamp_min(self.low)
             else:  # a copy of the rows
-                rows = self.logits[self._rows_b[start:stop], self._rows_l[start:stop]]
+                rows = self.logits[self.batch_idx[start:stop], self._rows_l[start:stop]]
                 rows = rows.clamp_min_(self.low)
         else:
-            raw = self.logits[self._rows_b[start:stop], self._rows_l[start:stop]]
+            raw = self.logits[self.batch_idx[start:stop], self._rows_l[start:stop]]
             rows = raw.to(self.dtype).masked_fill_(raw <= torch.finfo(self.in_dtype).min, self.low)
         return torch.log_softmax(rows, dim=-1)
 
